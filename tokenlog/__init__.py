@@ -1,0 +1,37 @@
+"""tokenlog: record how many LLM tokens a program spends.
+
+>>> import tokenlog
+>>> @tokenlog.track_usage                     # one row per successful call
+... def ask(client, prompt): ...
+>>> with tokenlog.usage_session("nightly") as session:   # totals for a block
+...     pass
+"""
+
+from __future__ import annotations
+
+from .config import configure
+from .errors import SinkError, TokenlogWarning
+from .extract import extract_usage
+from .record import UsageRecord
+from .session import UsageSession, UsageTotals, usage_session
+from .sinks import BatchSink, CsvSink, MemorySink, Sink
+from .track import track_usage
+
+__all__ = [
+    "BatchSink",
+    "CsvSink",
+    "MemorySink",
+    "Sink",
+    "SinkError",
+    "TokenlogWarning",
+    "UsageRecord",
+    "UsageSession",
+    "UsageTotals",
+    "__version__",
+    "configure",
+    "extract_usage",
+    "track_usage",
+    "usage_session",
+]
+
+__version__ = "0.1.0"

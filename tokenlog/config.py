@@ -1,0 +1,106 @@
+"""Process-wide defaults: where records go when nobody said, what a failing sink does.
+
+Environment variables, read when tokenlog first needs them and again at every ``configure()``:
+
+- ``TOKENLOG_FILE``: the default CSV file (else ``./mistral_usage_log.csv``, made absolute
+  when the first row is written);
+- ``TOKENLOG_DISABLE=1``: record nothing at all (decorators pass calls straight through);
+- ``TOKENLOG_ON_ERROR=raise``: strict mode, as ``configure(on_error="raise")``.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from .route import GuardedSink
+    from .sinks.base import Sink
+
+__all__ = ["configure", "default_sinks"]
+
+OnError = Literal["warn", "raise"]
+
+DEFAULT_FILE = "mistral_usage_log.csv"
+_TRUE = {"1", "true", "yes", "on"}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The defaults in force; replaced as a whole by :func:`configure`."""
+
+    enabled: bool
+    on_error: OnError
+    sinks: tuple[GuardedSink, ...] | None  # None: the CSV file, created on first use
+
+
+def _from_environment() -> Settings:
+    on_error = os.environ.get("TOKENLOG_ON_ERROR", "warn").strip().lower()
+    if on_error not in ("warn", "raise"):
+        raise ValueError(f"TOKENLOG_ON_ERROR is {on_error!r}, expected 'warn' or 'raise'")
+    enabled = os.environ.get("TOKENLOG_DISABLE", "").strip().lower() not in _TRUE
+    return Settings(enabled=enabled, on_error=on_error, sinks=None)  # type: ignore[arg-type]
+
+
+settings = _from_environment()
+_default: tuple[GuardedSink, ...] | None = None
+_lock = threading.Lock()
+
+
+def configure(
+    *,
+    sinks: Iterable[Sink | str | os.PathLike[str]] | None = None,
+    on_error: OnError | None = None,
+    enabled: bool | None = None,
+) -> None:
+    """Set where records go by default and how sink failures are handled.
+
+    Every call starts again from the environment, so ``configure()`` with no arguments
+    restores the defaults. ``sinks`` replaces the default CSV file (a string or path is a CSV
+    file; ``[]`` writes nowhere, sessions still count). ``on_error="warn"`` (the default) keeps
+    a failing sink's rows and warns once; ``"raise"`` raises :class:`~tokenlog.SinkError` into
+    the call. ``enabled=False`` records nothing.
+
+    >>> import tokenlog
+    >>> tokenlog.configure(sinks=[tokenlog.MemorySink()])
+    >>> tokenlog.configure()  # back to $TOKENLOG_FILE or ./mistral_usage_log.csv
+    """
+    global settings, _default
+    from .route import guard_all
+    from .sinks import resolve_sink
+
+    base = _from_environment()
+    if on_error is not None and on_error not in ("warn", "raise"):
+        raise ValueError(f"on_error is {on_error!r}, expected 'warn' or 'raise'")
+    guarded = None if sinks is None else guard_all(resolve_sink(spec) for spec in sinks)
+    with _lock:
+        settings = Settings(
+            enabled=base.enabled if enabled is None else enabled,
+            on_error=on_error or base.on_error,
+            sinks=guarded,
+        )
+        _default = None
+
+
+def default_sinks() -> tuple[GuardedSink, ...]:
+    """The sinks that get records nobody routed elsewhere."""
+    configured = settings.sinks
+    if configured is not None:
+        return configured
+    global _default
+    if _default is None:
+        with _lock:
+            if _default is None:
+                from .route import guard
+                from .sinks.csv import CsvSink
+
+                _default = (guard(CsvSink(os.environ.get("TOKENLOG_FILE") or DEFAULT_FILE)),)
+    return _default
+
+
+def created_default_sinks() -> tuple[GuardedSink, ...]:
+    """The default sinks, without creating the CSV sink if nothing was recorded yet."""
+    return settings.sinks if settings.sinks is not None else (_default or ())

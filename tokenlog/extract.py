@@ -1,0 +1,198 @@
+"""Find token usage in whatever a call returned.
+
+Reads, in this order: a mapping's ``"usage"`` key (JSON from ``requests``/``httpx``), an
+already-read ``requests``/``httpx`` response with a JSON body, the first element of a tuple or
+list that carries usage, an object's ``usage`` attribute (mistralai, openai, pydantic models,
+dataclasses), and the ``data`` of a stream event (mistralai ``CompletionEvent``). Nothing here
+imports an SDK: everything is read by name.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from .errors import TokenlogWarning
+from .record import UsageRecord
+
+__all__ = ["Reading", "extract_usage", "read_usage"]
+
+_MISSING = object()
+_NO_USAGE_TYPES = (str, bytes, bytearray, int, float, bool, type(None))
+_HTTP_MODULES = frozenset({"requests", "httpx", "httpx2"})
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """What one response says about its usage: valid counts plus where they came from."""
+
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+    model: str | None
+    request_id: str | None
+    anchor: object
+    """The object that identifies this response, so that it is recorded once."""
+
+
+def extract_usage(obj: object, *, model: str | None = None) -> UsageRecord | None:
+    """Return the usage in ``obj`` as a :class:`UsageRecord`, or ``None`` when it carries none.
+
+    ``obj`` can be an SDK response (mistralai, openai), the ``dict`` a JSON API returned, a
+    ``requests``/``httpx`` response whose body was read, a stream chunk, or a tuple/list holding
+    one of those. The model is the response's own, else ``model``, else ``"unknown"``. Counts
+    that are not non-negative integers give ``None`` and one :class:`TokenlogWarning` naming
+    the field. This function never raises.
+
+    >>> record = extract_usage({"model": "mistral-small", "usage": {"prompt_tokens": 3, "completion_tokens": 4}})
+    >>> record.model, record.prompt_tokens, record.completion_tokens, record.total_tokens
+    ('mistral-small', 3, 4, 7)
+    """
+    reading = read_usage(obj)
+    if reading is None:
+        return None
+    return UsageRecord(
+        timestamp=datetime.now(timezone.utc),
+        model=reading.model or model or "unknown",
+        prompt_tokens=reading.prompt_tokens,
+        completion_tokens=reading.completion_tokens,
+        total_tokens=reading.total_tokens,
+        request_id=reading.request_id,
+    )
+
+
+def read_usage(obj: object) -> Reading | None:
+    """Read usage from ``obj``; ``None`` if it has none or it is invalid (then one warning)."""
+    try:
+        located = _locate(obj, nested=False)
+        if located is None:
+            return None
+        usage, response, anchor = located
+        return _read(usage, response, anchor)
+    except Exception as exc:  # an object whose attributes raise must not break the caller
+        _warn(f"could not read usage from a {type(obj).__qualname__}: {exc!r}; no row written")
+        return None
+
+
+def _locate(obj: object, *, nested: bool) -> tuple[object, object, object] | None:
+    """Find ``(usage, response that carries it, identity anchor)`` in ``obj``."""
+    if isinstance(obj, _NO_USAGE_TYPES):
+        return None
+    if isinstance(obj, Mapping):
+        usage = obj.get("usage")
+        if usage is not None:
+            return usage, obj, usage
+        data = obj.get("data")  # an SSE event that wraps its chunk in "data"
+        return _locate(data, nested=True) if isinstance(data, Mapping) and not nested else None
+    if isinstance(obj, (tuple, list)):
+        if nested:
+            return None
+        for item in obj:
+            located = _locate(item, nested=True)
+            if located is not None:
+                return located
+        return None
+    if type(obj).__module__.partition(".")[0] in _HTTP_MODULES:
+        body = _read_json_body(obj)
+        located = _locate(body, nested=True) if isinstance(body, Mapping) else None
+        # the body is parsed anew on every read, so the response object is what stays the same
+        return (located[0], located[1], obj) if located is not None else None
+    usage = getattr(obj, "usage", None)
+    if usage is not None:
+        return usage, obj, usage
+    data = getattr(obj, "data", None)  # mistralai CompletionEvent: the chunk is event.data
+    if data is not None and not nested and not isinstance(data, (list, tuple)):
+        return _locate(data, nested=True)
+    return None
+
+
+def _read_json_body(response: object) -> object:
+    """The parsed JSON body of a requests/httpx response, only if its body was already read."""
+    content = vars(response).get("_content") if hasattr(response, "__dict__") else None
+    if not isinstance(content, bytes) or content.lstrip()[:1] != b"{":
+        return None  # a streamed body that nobody read yet stays unread
+    try:
+        return json.loads(content)
+    except ValueError:
+        return None
+
+
+def _read(usage: object, response: object, anchor: object) -> Reading | None:
+    get: Callable[[str], object]
+    if isinstance(usage, Mapping):
+        get = lambda name: usage.get(name, _MISSING)  # noqa: E731
+    else:
+        get = lambda name: getattr(usage, name, _MISSING)  # noqa: E731
+
+    prompt_name, completion_name = "prompt_tokens", "completion_tokens"
+    prompt = get(prompt_name)
+    if prompt is _MISSING:
+        prompt_name, completion_name = "input_tokens", "output_tokens"  # OpenAI Responses API
+        prompt = get(prompt_name)
+    completion = get(completion_name)
+    total = get("total_tokens")
+    model = _model_of(response)
+
+    if prompt is _MISSING:
+        _warn(f"usage has neither prompt_tokens nor input_tokens ({_describe(usage)}); no row written")
+        return None
+    if completion is _MISSING:
+        completion = 0  # embeddings report no completion
+    problems = [
+        f"usage.{name} is {value!r}, expected a non-negative integer"
+        for name, value in ((prompt_name, prompt), (completion_name, completion), ("total_tokens", total))
+        if value is not _MISSING and not _is_count(value)
+    ]
+    if problems:
+        _warn("; ".join(problems) + f" (model {model or 'unknown'}); no row written for this response")
+        return None
+    assert isinstance(prompt, int)
+    assert isinstance(completion, int)
+    computed = prompt + completion
+    if total is _MISSING:
+        total = computed
+    elif total != computed:
+        _warn(
+            f"usage.total_tokens is {total}, but prompt + completion is {computed} (model "
+            f"{model or 'unknown'}); the row keeps the response's own numbers"
+        )
+    assert isinstance(total, int)
+    return Reading(prompt, completion, total, model, _request_id_of(response), anchor)
+
+
+def _is_count(value: object) -> bool:
+    return type(value) is int and value >= 0  # type(...) is int: a bool is not a count
+
+
+def _field(obj: object, name: str) -> object:
+    return obj.get(name) if isinstance(obj, Mapping) else getattr(obj, name, None)
+
+
+def _model_of(response: object) -> str | None:
+    model = _field(response, "model")
+    if isinstance(model, str) and model:
+        return model
+    outputs = _field(response, "outputs")  # mistralai conversations name the model per output
+    if isinstance(outputs, (list, tuple)):
+        for output in reversed(outputs):
+            model = _field(output, "model")
+            if isinstance(model, str) and model:
+                return model
+    return None
+
+
+def _request_id_of(response: object) -> str | None:
+    request_id = _field(response, "id")
+    return request_id if isinstance(request_id, str) and request_id else None
+
+
+def _describe(usage: object) -> str:
+    text = repr(usage)
+    return text if len(text) <= 120 else text[:117] + "..."
+
+
+def _warn(message: str) -> None:
+    warnings.warn(message, TokenlogWarning, stacklevel=3)

@@ -1,0 +1,213 @@
+"""usage_session: scope a block of code, total what it spends, route its rows."""
+
+from __future__ import annotations
+
+import contextvars
+import functools
+import os
+import threading
+import types
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import ParamSpec, TypeVar
+
+from . import route
+from ._context import open_sessions
+from .record import UsageRecord
+from .sinks import Sink, resolve_sink
+
+__all__ = ["UsageSession", "UsageTotals", "usage_session"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+@dataclass
+class UsageTotals:
+    """Running totals: how many calls, and the tokens they spent."""
+
+    calls: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+
+    def _add(self, record: UsageRecord) -> None:
+        self.calls += 1
+        self.prompt_tokens += record.prompt_tokens
+        self.completion_tokens += record.completion_tokens
+        self.total_tokens += record.total_tokens
+
+
+class UsageSession:
+    """What one block of code spent; made by :func:`usage_session`.
+
+    Counters (``calls``, ``prompt_tokens``, ``completion_tokens``, ``total_tokens``) and
+    ``by_model`` are live and safe to read from any thread. ``records`` lists every record in
+    the order it was made. ``calls_without_usage`` counts tracked calls that returned no usage
+    (so no row could be written).
+    """
+
+    def __init__(
+        self,
+        name: str | None = None,
+        *,
+        sinks: Iterable[Sink | str | os.PathLike[str]] | None = None,
+        tags: Mapping[str, str] | None = None,
+    ) -> None:
+        self.name = name
+        self.tags: Mapping[str, str] = types.MappingProxyType({str(k): str(v) for k, v in (tags or {}).items()})
+        self.records: list[UsageRecord] = []
+        self.calls_without_usage = 0
+        self._totals = UsageTotals()
+        self._by_model: dict[str, UsageTotals] = {}
+        self._lock = threading.Lock()
+        self._owned: list[Sink] = []  # sinks this session made from paths, closed at exit
+        self._sinks: tuple[route.GuardedSink, ...] | None = None
+        if sinks is not None:
+            resolved = []
+            for spec in sinks:
+                sink = resolve_sink(spec)
+                if sink is not spec:
+                    self._owned.append(sink)
+                resolved.append(sink)
+            self._sinks = route.guard_all(resolved)
+        self._token: contextvars.Token[tuple[UsageSession, ...]] | None = None
+
+    def __repr__(self) -> str:
+        return f"<UsageSession {self.name!r}: {self.calls} calls, {self.total_tokens} tokens>"
+
+    # -- totals --------------------------------------------------------------------------
+
+    @property
+    def calls(self) -> int:
+        """Recorded calls (responses with usage)."""
+        return self._totals.calls
+
+    @property
+    def prompt_tokens(self) -> int:
+        """Prompt (input) tokens of all recorded calls."""
+        return self._totals.prompt_tokens
+
+    @property
+    def completion_tokens(self) -> int:
+        """Completion (output) tokens of all recorded calls."""
+        return self._totals.completion_tokens
+
+    @property
+    def total_tokens(self) -> int:
+        """Total tokens of all recorded calls, as the responses reported them."""
+        return self._totals.total_tokens
+
+    @property
+    def by_model(self) -> dict[str, UsageTotals]:
+        """A snapshot of the totals per model."""
+        with self._lock:
+            return {model: UsageTotals(**vars(totals)) for model, totals in self._by_model.items()}
+
+    # -- recording -----------------------------------------------------------------------
+
+    def record(self, obj: object, *, model: str | None = None) -> UsageRecord | None:
+        """Record the usage in any response by hand (an SDK object, a ``dict``, an HTTP response).
+
+        Returns the record, the earlier one if ``obj`` was recorded already, or ``None`` when
+        ``obj`` carries no valid usage. Inside the block the record joins every open session;
+        called after the block, it still joins this one.
+
+        >>> with usage_session("by-hand") as s:
+        ...     r = s.record({"model": "mistral-small", "usage": {"prompt_tokens": 5, "completion_tokens": 2}})
+        >>> (s.calls, s.total_tokens, r.session)
+        (1, 7, 'by-hand')
+        """
+        stack = open_sessions.get()
+        if self not in stack:
+            stack = (*stack, self)
+        return route.record_response(obj, model=model, sessions=stack)
+
+    def bind(self, fn: Callable[P, R]) -> Callable[P, R]:
+        """``fn``, made to run inside this session wherever it is called (threads, pools).
+
+        Threads do not inherit context variables, so work submitted to a pool would escape the
+        session; bind it: ``pool.submit(session.bind(ask), prompt)``,
+        ``pool.map(session.bind(ask), prompts)``.
+        """
+        stack = open_sessions.get()
+        if self not in stack:
+            stack = (*stack, self)
+
+        @functools.wraps(fn)
+        def bound(*args: P.args, **kwargs: P.kwargs) -> R:
+            token = open_sessions.set(stack)
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                open_sessions.reset(token)
+
+        return bound
+
+    def _add(self, record: UsageRecord) -> None:
+        with self._lock:
+            self.records.append(record)
+            self._totals._add(record)
+            totals = self._by_model.get(record.model)
+            if totals is None:
+                totals = self._by_model[record.model] = UsageTotals()
+            totals._add(record)
+
+    def _add_missing(self) -> None:
+        with self._lock:
+            self.calls_without_usage += 1
+
+    # -- the block -----------------------------------------------------------------------
+
+    def __enter__(self) -> UsageSession:
+        if self._token is not None:
+            raise RuntimeError(f"{self!r} is already open; use one usage_session() per block")
+        self._token = open_sessions.set((*open_sessions.get(), self))
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        token, self._token = self._token, None
+        try:
+            if token is not None:
+                open_sessions.reset(token)
+        except ValueError:  # exited in another context than it was entered in
+            open_sessions.set(tuple(s for s in open_sessions.get() if s is not self))
+        self._finish()
+
+    async def __aenter__(self) -> UsageSession:
+        return self.__enter__()
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self.__exit__(*exc_info)
+
+    def _finish(self) -> None:
+        for guarded in self._sinks or ():
+            guarded.retry()
+            try:
+                guarded.sink.flush()
+            except Exception as exc:
+                route.log.warning("tokenlog: flushing %r failed: %s", guarded.sink, exc)
+        for sink in self._owned:
+            sink.close()
+
+
+def usage_session(
+    name: str | None = None,
+    *,
+    sinks: Iterable[Sink | str | os.PathLike[str]] | None = None,
+    tags: Mapping[str, str] | None = None,
+) -> UsageSession:
+    """Scope a block: every record made inside it joins this session (and the enclosing ones).
+
+    Works with ``with`` and ``async with``. asyncio tasks started inside the block belong to it;
+    other threads do not, unless you :meth:`~UsageSession.bind` the function you hand them.
+    With ``sinks=[...]`` the block's rows go to those sinks instead of the defaults (a string
+    or path is a CSV file). ``tags`` are added to every record made inside.
+
+    >>> import tokenlog
+    >>> with tokenlog.usage_session("nightly", sinks=[tokenlog.MemorySink()]) as s:
+    ...     _ = s.record({"model": "mistral-large", "usage": {"prompt_tokens": 10, "completion_tokens": 3}})
+    >>> s.by_model["mistral-large"].total_tokens
+    13
+    """
+    return UsageSession(name, sinks=sinks, tags=tags)
