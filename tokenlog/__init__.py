@@ -13,6 +13,7 @@ from .config import configure
 from .errors import SinkError, TokenlogWarning
 from .extract import extract_usage
 from .record import UsageRecord
+from .route import flush
 from .session import UsageSession, UsageTotals, usage_session
 from .sinks import BatchSink, CsvSink, MemorySink, Sink
 from .track import track_usage
@@ -30,6 +31,7 @@ __all__ = [
     "__version__",
     "configure",
     "extract_usage",
+    "flush",
     "track_usage",
     "usage_session",
 ]

@@ -32,7 +32,7 @@ from .sinks.base import Sink
 if TYPE_CHECKING:
     from .session import UsageSession
 
-__all__ = ["GuardedSink", "guard", "record_response"]
+__all__ = ["GuardedSink", "flush", "guard", "record_response"]
 
 log = logging.getLogger("tokenlog")
 
@@ -287,8 +287,13 @@ def _write_fallback(pending: list[GuardedSink]) -> None:
     log.error("%s", message)
 
 
-def flush_all() -> None:
-    """Retry every failing sink now and flush the default sinks."""
+def flush() -> None:
+    """Write now what failing sinks are holding back, and flush the default sinks.
+
+    tokenlog retries on its own (with each new record, and at exit); call this when you know
+    the cause is gone (space freed, lock released) or before you read the log yourself.
+    Returns nothing; rows that still cannot be written stay pending.
+    """
     for guarded in list(_failing):
         guarded.retry()
     for guarded in config.created_default_sinks():
@@ -300,7 +305,7 @@ def flush_all() -> None:
 
 @atexit.register
 def _at_exit() -> None:
-    flush_all()
+    flush()
     still = [guarded for guarded in _failing if guarded.pending]
     if still:
         _write_fallback(still)

@@ -257,11 +257,14 @@ class CsvSink:
             return text.encode("utf-8", "backslashreplace")
 
     def _write_whole(self, fd: int, data: bytes, size: int) -> None:
-        """Write ``data`` in one call; on a short or failed write, cut the file back to ``size``."""
+        """Write all of ``data``; if that fails part-way, cut the file back to ``size``."""
         try:
             written = os.write(fd, data)
-            if written != len(data):
-                raise OSError(errno.ENOSPC, f"only {written} of {len(data)} bytes could be written")
+            while written < len(data):  # a short write: the next call names the reason (ENOSPC, EFBIG)
+                step = os.write(fd, data[written:])
+                if step == 0:
+                    raise OSError(errno.EIO, f"only {written} of {len(data)} bytes could be written")
+                written += step
         except OSError:
             with contextlib.suppress(OSError):
                 os.ftruncate(fd, size)  # we hold the lock, so nobody else wrote past `size`

@@ -1,0 +1,284 @@
+"""@track_usage records one row per successful call, whatever the calling convention."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import time
+import traceback
+import warnings
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from helpers import chat_response, read_rows
+
+import tokenlog
+from tokenlog import MemorySink, track_usage
+
+
+def test_a_decorated_function_writes_one_row_to_the_default_csv_and_returns_the_same_object() -> None:
+    response = chat_response(10, 5)
+
+    @track_usage
+    def ask() -> dict[str, object]:
+        return response
+
+    assert ask() is response
+    rows = read_rows("mistral_usage_log.csv")
+    assert [(r["Model"], r["PromptTokens"], r["CompletionTokens"], r["TotalTokens"]) for r in rows] == [
+        ("mistral-small-latest", "10", "5", "15")
+    ]
+
+
+def test_the_decorator_keeps_the_signature_name_and_docstring() -> None:
+    def ask(prompt: str, *, temperature: float = 0.2) -> dict[str, object]:
+        """Ask the model."""
+        return chat_response()
+
+    tracked = track_usage(ask)
+    assert inspect.signature(tracked) == inspect.signature(ask)
+    assert (tracked.__name__, tracked.__doc__) == ("ask", "Ask the model.")
+
+
+def test_an_async_function_is_awaited_then_recorded() -> None:
+    sink = MemorySink()
+
+    @track_usage(sinks=[sink])
+    async def ask() -> dict[str, object]:
+        await asyncio.sleep(0)
+        return chat_response(3, 4)
+
+    assert inspect.iscoroutinefunction(ask)
+    result = asyncio.run(ask())
+    assert result["model"] == "mistral-small-latest"
+    assert [r.total_tokens for r in sink.records] == [7]
+
+
+def test_methods_classmethods_and_staticmethods_are_recorded_with_their_qualified_names() -> None:
+    sink = MemorySink()
+
+    class Assistant:
+        @track_usage(sinks=[sink])
+        def method(self) -> dict[str, object]:
+            return chat_response(1, 1)
+
+        @track_usage(sinks=[sink])
+        @classmethod
+        def class_first(cls) -> dict[str, object]:
+            return chat_response(1, 2)
+
+        @classmethod
+        @track_usage(sinks=[sink])
+        def class_second(cls) -> dict[str, object]:
+            return chat_response(1, 3)
+
+        @track_usage(sinks=[sink])
+        @staticmethod
+        def static() -> dict[str, object]:
+            return chat_response(1, 4)
+
+    Assistant().method()
+    Assistant.class_first()
+    Assistant.class_second()
+    Assistant().static()
+    assert [r.completion_tokens for r in sink.records] == [1, 2, 3, 4]
+    names = [r.function for r in sink.records]
+    assert all(name and name.startswith(__name__ + ".") for name in names)
+    assert [name.rsplit(".", 1)[-1] for name in names if name] == ["method", "class_first", "class_second", "static"]
+
+
+def test_a_generator_is_recorded_when_the_item_with_usage_passes_through() -> None:
+    sink = MemorySink()
+    chunks: list[dict[str, object]] = [
+        {"choices": [{"delta": {"content": "Hel"}}], "usage": None},
+        {"choices": [{"delta": {"content": "lo"}}], "model": "mistral-small-latest", "usage": None},
+        {"choices": [], "model": "mistral-small-latest", "usage": {"prompt_tokens": 4, "completion_tokens": 2}},
+    ]
+
+    @track_usage(sinks=[sink])
+    def stream() -> Iterator[dict[str, object]]:
+        yield from chunks
+
+    iterator = stream()
+    assert inspect.isgenerator(iterator)
+    assert next(iterator) is chunks[0]
+    assert next(iterator) is chunks[1]
+    assert sink.records == []
+    assert next(iterator) is chunks[2]
+    assert [r.total_tokens for r in sink.records] == [6]
+    assert list(iterator) == []
+
+
+def test_a_generator_still_accepts_send() -> None:
+    sink = MemorySink()
+
+    @track_usage(sinks=[sink])
+    def echo() -> Iterator[object]:
+        received = yield "ready"
+        yield {"model": "m", "got": received, "usage": {"prompt_tokens": 1, "completion_tokens": 1}}
+
+    generator = echo()
+    assert next(generator) == "ready"
+    assert generator.send("ping")["got"] == "ping"
+    assert len(sink.records) == 1
+
+
+def test_an_async_generator_is_recorded_when_the_item_with_usage_passes_through() -> None:
+    sink = MemorySink()
+
+    @track_usage(sinks=[sink])
+    async def stream() -> AsyncIterator[dict[str, object]]:
+        yield {"usage": None}
+        yield {"model": "m", "usage": {"prompt_tokens": 2, "completion_tokens": 5}}
+
+    async def consume() -> list[dict[str, object]]:
+        return [item async for item in stream()]
+
+    items = asyncio.run(consume())
+    assert len(items) == 2
+    assert [r.total_tokens for r in sink.records] == [7]
+
+
+def test_an_exception_passes_through_unchanged_and_writes_nothing() -> None:
+    error = ValueError("the API said no")
+
+    @track_usage
+    def ask() -> object:
+        raise error
+
+    with pytest.raises(ValueError, match="the API said no") as caught:
+        ask()
+    assert caught.value is error
+    frames = [frame.name for frame in traceback.extract_tb(caught.value.__traceback__)]
+    assert frames[-1] == "ask"
+    assert not Path("mistral_usage_log.csv").exists()
+
+
+def test_an_async_exception_passes_through_unchanged_and_writes_nothing() -> None:
+    @track_usage
+    async def ask() -> object:
+        raise KeyError("missing")
+
+    with pytest.raises(KeyError, match="missing"):
+        asyncio.run(ask())
+    assert not Path("mistral_usage_log.csv").exists()
+
+
+def test_the_record_carries_function_latency_and_tags() -> None:
+    sink = MemorySink()
+
+    @track_usage(sinks=[sink], tags={"feature": "summary"}, name="summarise")
+    def ask() -> dict[str, object]:
+        time.sleep(0.05)
+        return chat_response()
+
+    ask()
+    (record,) = sink.records
+    assert record.function == "summarise"
+    assert record.tags == {"feature": "summary"}
+    assert record.latency_ms is not None
+    assert 50 <= record.latency_ms < 5_000
+
+
+def test_the_model_falls_back_to_the_decorator_then_to_the_calls_model_argument() -> None:
+    sink = MemorySink()
+
+    @track_usage(sinks=[sink])
+    def by_argument(model: str) -> dict[str, object]:
+        return {"usage": {"prompt_tokens": 1, "completion_tokens": 1}}
+
+    @track_usage(sinks=[sink], model="codestral-latest")
+    def by_decorator(model: str) -> dict[str, object]:
+        return {"usage": {"prompt_tokens": 1, "completion_tokens": 1}}
+
+    by_argument(model="mistral-tiny")
+    by_decorator(model="mistral-tiny")
+    assert [r.model for r in sink.records] == ["mistral-tiny", "codestral-latest"]
+
+
+def test_nested_decorated_functions_returning_the_same_response_write_one_row() -> None:
+    @track_usage
+    def inner() -> dict[str, object]:
+        return chat_response()
+
+    @track_usage
+    def outer() -> dict[str, object]:
+        return inner()
+
+    @track_usage
+    def outermost() -> tuple[str, dict[str, object]]:
+        return ("text", outer())
+
+    outermost()
+    assert len(read_rows("mistral_usage_log.csv")) == 1
+
+
+def test_two_calls_returning_distinct_responses_write_two_rows() -> None:
+    @track_usage
+    def ask() -> dict[str, object]:
+        return chat_response()
+
+    ask()
+    ask()
+    assert len(read_rows("mistral_usage_log.csv")) == 2
+
+
+def test_a_function_returning_no_usage_warns_once_and_writes_nothing() -> None:
+    @track_usage
+    def ask() -> str:
+        return "just text"
+
+    with tokenlog.usage_session() as session, pytest.warns(tokenlog.TokenlogWarning, match="without token usage"):
+        ask()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with tokenlog.usage_session() as again:
+            ask()  # the second call is counted, not warned about again
+    assert (session.calls_without_usage, again.calls_without_usage) == (1, 1)
+    assert not Path("mistral_usage_log.csv").exists()
+
+
+def test_tokenlog_disable_turns_recording_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TOKENLOG_DISABLE", "1")
+    tokenlog.configure()
+    response = chat_response()
+
+    @track_usage
+    def ask() -> dict[str, object]:
+        return response
+
+    with tokenlog.usage_session() as session:
+        assert ask() is response
+    assert session.calls == 0
+    assert not Path("mistral_usage_log.csv").exists()
+
+
+def test_tokenlog_file_moves_the_default_csv(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    target = tmp_path / "elsewhere" / "usage.csv"
+    target.parent.mkdir()
+    monkeypatch.setenv("TOKENLOG_FILE", str(target))
+    tokenlog.configure()
+
+    @track_usage
+    def ask() -> dict[str, object]:
+        return chat_response()
+
+    ask()
+    assert len(read_rows(target)) == 1
+    assert not Path("mistral_usage_log.csv").exists()
+
+
+def test_a_sink_given_as_a_path_is_a_csv_file(tmp_path: Path) -> None:
+    @track_usage(sink=tmp_path / "feature.csv")
+    def ask() -> dict[str, object]:
+        return chat_response(2, 2)
+
+    ask()
+    assert [r["TotalTokens"] for r in read_rows(tmp_path / "feature.csv")] == ["4"]
+    assert not Path("mistral_usage_log.csv").exists()
+
+
+def test_something_that_is_not_a_sink_is_refused_at_decoration_time() -> None:
+    with pytest.raises(TypeError, match="is not a sink"):
+        track_usage(sinks=[42])  # type: ignore[list-item]
