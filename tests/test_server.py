@@ -50,12 +50,6 @@ USAGE = {
 }
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[MistralCompatibleServer]:
-    with MistralCompatibleServer() as running:
-        yield running
-
-
 @pytest.fixture(autouse=True)
 def _no_faults_left(server: MistralCompatibleServer) -> Iterator[None]:
     server.reset()
