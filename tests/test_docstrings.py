@@ -13,7 +13,7 @@ import tokenlog
 MODULES = sorted(
     info.name
     for info in pkgutil.walk_packages(tokenlog.__path__, "tokenlog.")
-    if not info.name.startswith("tokenlog.testing")
+    if not info.name.startswith("tokenlog.testing") and info.name != "tokenlog.__main__"
 )
 
 
