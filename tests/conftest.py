@@ -9,9 +9,11 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+import openai
 import pytest
 
 import tokenlog
+from tests.sdk import Mistral
 from tokenlog.testing.server import MistralCompatibleServer
 
 
@@ -27,7 +29,28 @@ def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]
 
 
 @pytest.fixture(scope="session")
-def server() -> Iterator[MistralCompatibleServer]:
-    """One Mistral-compatible server on 127.0.0.1 for the whole run; tests that add faults call ``reset()``."""
+def _running_server() -> Iterator[MistralCompatibleServer]:
     with MistralCompatibleServer() as running:
         yield running
+
+
+@pytest.fixture
+def server(_running_server: MistralCompatibleServer) -> Iterator[MistralCompatibleServer]:
+    """One Mistral-compatible server on 127.0.0.1 for the whole run, with no faults set when a test starts."""
+    _running_server.reset()
+    yield _running_server
+    _running_server.reset()
+
+
+@pytest.fixture
+def mistral(server: MistralCompatibleServer) -> Iterator[Mistral]:
+    """The real mistralai SDK (whichever major version is installed) pointed at the local server."""
+    with Mistral(api_key="test-key", server_url=server.url) as client:
+        yield client
+
+
+@pytest.fixture
+def oai(server: MistralCompatibleServer) -> Iterator[openai.OpenAI]:
+    """The real openai SDK pointed at the local server, without retries."""
+    with openai.OpenAI(base_url=server.url + "/v1", api_key="test-key", max_retries=0) as client:
+        yield client

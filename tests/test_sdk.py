@@ -4,18 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import warnings
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import openai
 import pytest
 import requests
-from mistralai.client import Mistral
-from mistralai.client.errors import ResponseValidationError, SDKError
 
 import tokenlog
 from tests.helpers import read_rows
+from tests.sdk import Mistral, ResponseValidationError, SDKError
 from tokenlog import CsvSink, TokenlogWarning, track_usage, usage_session
 from tokenlog.testing.server import MistralCompatibleServer, count_tokens, reply_text
 
@@ -24,25 +22,6 @@ MESSAGES = [{"role": "user", "content": QUESTION}]
 PROMPT = count_tokens(QUESTION)
 COMPLETION = count_tokens(reply_text(QUESTION))
 LOG = "mistral_usage_log.csv"
-
-
-@pytest.fixture(autouse=True)
-def _no_faults_left(server: MistralCompatibleServer) -> Iterator[None]:
-    server.reset()
-    yield
-    server.reset()
-
-
-@pytest.fixture
-def mistral(server: MistralCompatibleServer) -> Iterator[Mistral]:
-    with Mistral(api_key="test-key", server_url=server.url) as client:
-        yield client
-
-
-@pytest.fixture
-def oai(server: MistralCompatibleServer) -> Iterator[openai.OpenAI]:
-    with openai.OpenAI(base_url=server.url + "/v1", api_key="test-key", max_retries=0) as client:
-        yield client
 
 
 def counts(row: dict[str, str]) -> tuple[str, int, int, int]:

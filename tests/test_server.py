@@ -11,7 +11,7 @@ import struct
 import subprocess
 import sys
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -48,25 +48,6 @@ USAGE = {
     "completion_tokens": COMPLETION_TOKENS,
     "total_tokens": PROMPT_TOKENS + COMPLETION_TOKENS,
 }
-
-
-@pytest.fixture(autouse=True)
-def _no_faults_left(server: MistralCompatibleServer) -> Iterator[None]:
-    server.reset()
-    yield
-    server.reset()
-
-
-@pytest.fixture
-def mistral(server: MistralCompatibleServer) -> Iterator[Mistral]:
-    with Mistral(api_key="test-key", server_url=server.url) as client:
-        yield client
-
-
-@pytest.fixture
-def oai(server: MistralCompatibleServer) -> Iterator[openai.OpenAI]:
-    with openai.OpenAI(base_url=server.url + "/v1", api_key="test-key", max_retries=0) as client:
-        yield client
 
 
 def usage_of(usage: Any) -> dict[str, int]:

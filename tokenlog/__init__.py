@@ -12,6 +12,7 @@ from __future__ import annotations
 from .config import configure
 from .errors import SinkError, TokenlogWarning
 from .extract import extract_usage
+from .instrument import instrument, is_instrumented, uninstrument
 from .record import UsageRecord
 from .route import flush
 from .session import UsageSession, UsageTotals, usage_session
@@ -32,7 +33,10 @@ __all__ = [
     "configure",
     "extract_usage",
     "flush",
+    "instrument",
+    "is_instrumented",
     "track_usage",
+    "uninstrument",
     "usage_session",
 ]
 

@@ -18,7 +18,7 @@ from datetime import datetime, timezone
 from .errors import TokenlogWarning
 from .record import UsageRecord
 
-__all__ = ["Reading", "extract_usage", "read_usage"]
+__all__ = ["Reading", "extract_usage", "read_usage", "stream_chunk_usage"]
 
 _MISSING = object()
 _NO_USAGE_TYPES = (str, bytes, bytearray, int, float, bool, type(None))
@@ -85,8 +85,13 @@ def _locate(obj: object, *, nested: bool) -> tuple[object, object, object] | Non
         usage = obj.get("usage")
         if usage is not None:
             return usage, obj, usage
-        data = obj.get("data")  # an SSE event that wraps its chunk in "data"
-        return _locate(data, nested=True) if isinstance(data, Mapping) and not nested else None
+        if nested:
+            return None
+        for key in ("data", "response"):  # an SSE event that wraps its chunk; an OpenAI Responses event
+            inner = obj.get(key)
+            if isinstance(inner, Mapping):
+                return _locate(inner, nested=True)
+        return None
     if isinstance(obj, (tuple, list)):
         if nested:
             return None
@@ -103,10 +108,60 @@ def _locate(obj: object, *, nested: bool) -> tuple[object, object, object] | Non
     usage = getattr(obj, "usage", None)
     if usage is not None:
         return usage, obj, usage
+    if nested:
+        return None
     data = getattr(obj, "data", None)  # mistralai CompletionEvent: the chunk is event.data
-    if data is not None and not nested and not isinstance(data, (list, tuple)):
+    if data is not None and not isinstance(data, (list, tuple)):
         return _locate(data, nested=True)
+    response = getattr(obj, "response", None)  # openai Responses stream: event.response on response.completed
+    if response is not None and type(response).__module__.partition(".")[0] not in _HTTP_MODULES:
+        return _locate(response, nested=True)
     return None
+
+
+def stream_chunk_usage(chunk: object) -> tuple[str | None, bool, bool] | None:
+    """``(model, carries usage, ends the reply)`` of a stream chunk; ``None`` if it is not readable.
+
+    A chunk ends the reply when it has no choices (an OpenAI usage chunk, a mistralai
+    ``ResponseDoneEvent``) or one of its choices has a ``finish_reason``. Never raises.
+    """
+    try:
+        payload = _chunk_payload(chunk)
+        if payload is None:
+            return None
+        model = _field(payload, "model")
+        if _field(payload, "usage") is None:
+            return (model if isinstance(model, str) and model else None), False, False
+        choices = _field(payload, "choices")
+        final = not choices or (
+            isinstance(choices, (list, tuple)) and any(_field(choice, "finish_reason") for choice in choices)
+        )
+        return (model if isinstance(model, str) and model else None), True, final
+    except Exception:
+        return None
+
+
+def _chunk_payload(chunk: object) -> object:
+    """The part of a stream chunk that carries ``usage`` and ``choices``."""
+    if isinstance(chunk, _NO_USAGE_TYPES):
+        return None
+    if isinstance(chunk, Mapping):
+        if "usage" in chunk or "choices" in chunk:
+            return chunk
+        for key in ("data", "response"):
+            inner = chunk.get(key)
+            if isinstance(inner, Mapping):
+                return inner
+        return chunk
+    if getattr(chunk, "usage", _MISSING) is not _MISSING:
+        return chunk
+    data = getattr(chunk, "data", None)
+    if data is not None and not isinstance(data, (list, tuple, str, bytes)):
+        return data
+    response = getattr(chunk, "response", None)
+    if response is not None and type(response).__module__.partition(".")[0] not in _HTTP_MODULES:
+        return response
+    return chunk
 
 
 def _read_json_body(response: object) -> object:

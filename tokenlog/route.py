@@ -79,9 +79,9 @@ def record_response(
     return record
 
 
-def note_missing_usage() -> None:
-    """Count a call that returned no usage in every open session."""
-    for session in open_sessions.get():
+def note_missing_usage(sessions: tuple[UsageSession, ...] | None = None) -> None:
+    """Count a call that returned no usage in every open session (or in ``sessions``)."""
+    for session in open_sessions.get() if sessions is None else sessions:
         session._add_missing()
 
 

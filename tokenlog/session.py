@@ -13,6 +13,7 @@ from typing import ParamSpec, TypeVar
 
 from . import route
 from ._context import open_sessions
+from .instrument import ensure_patched
 from .record import UsageRecord
 from .sinks import Sink, resolve_sink
 
@@ -53,8 +54,10 @@ class UsageSession:
         *,
         sinks: Iterable[Sink | str | os.PathLike[str]] | None = None,
         tags: Mapping[str, str] | None = None,
+        instrument: bool = True,
     ) -> None:
         self.name = name
+        self.instrument = instrument
         self.tags: Mapping[str, str] = types.MappingProxyType({str(k): str(v) for k, v in (tags or {}).items()})
         self.records: list[UsageRecord] = []
         self.calls_without_usage = 0
@@ -162,6 +165,8 @@ class UsageSession:
     def __enter__(self) -> UsageSession:
         if self._token is not None:
             raise RuntimeError(f"{self!r} is already open; use one usage_session() per block")
+        if self.instrument:
+            ensure_patched()
         self._token = open_sessions.set((*open_sessions.get(), self))
         return self
 
@@ -196,6 +201,7 @@ def usage_session(
     *,
     sinks: Iterable[Sink | str | os.PathLike[str]] | None = None,
     tags: Mapping[str, str] | None = None,
+    instrument: bool = True,
 ) -> UsageSession:
     """Scope a block: every record made inside it joins this session (and the enclosing ones).
 
@@ -204,10 +210,14 @@ def usage_session(
     With ``sinks=[...]`` the block's rows go to those sinks instead of the defaults (a string
     or path is a CSV file). ``tags`` are added to every record made inside.
 
+    With ``instrument=True`` (the default) the SDK methods tokenlog knows (see
+    :mod:`tokenlog.instrument`) are recorded inside the block with no decorator; pass
+    ``instrument=False`` to record only decorated functions and ``record()``.
+
     >>> import tokenlog
     >>> with tokenlog.usage_session("nightly", sinks=[tokenlog.MemorySink()]) as s:
     ...     _ = s.record({"model": "mistral-large", "usage": {"prompt_tokens": 10, "completion_tokens": 3}})
     >>> s.by_model["mistral-large"].total_tokens
     13
     """
-    return UsageSession(name, sinks=sinks, tags=tags)
+    return UsageSession(name, sinks=sinks, tags=tags, instrument=instrument)

@@ -1,70 +1,264 @@
-"""Transparent proxies for generators: items pass through untouched; usage is recorded as it passes."""
+"""Transparent proxies for streams: chunks pass through as they come; usage is recorded exactly once.
+
+A stream is a generator, an async generator, or an iterator object such as mistralai's
+``EventStream``/``EventStreamAsync`` or openai's ``Stream``/``AsyncStream``. The proxy keeps
+everything the stream offers (iteration, ``with``/``async with``, ``close()``, attributes such as
+``.response``) and buffers nothing.
+
+When is the record made? On the chunk that carries usage *and* ends the reply (a choice with a
+``finish_reason``, an OpenAI usage chunk with ``choices=[]``, a mistralai ``ResponseDoneEvent``):
+that is the moment usage arrives with every API we know. A chunk with usage that does not end the
+reply (servers that report running totals on every chunk) is remembered, and the last one is
+recorded when the stream ends, is closed, or is garbage-collected. A stream that ends without any
+usage writes no row, counts in the open sessions as a call without usage, and warns once per
+function. An exception raised while iterating passes through unchanged.
+"""
 
 from __future__ import annotations
 
+import io
+import threading
 import types
-from collections.abc import AsyncGenerator, Callable, Generator
-from typing import Any, Protocol
+import weakref
+from collections.abc import Awaitable, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Protocol
 
 import wrapt
 
-__all__ = ["observe_iterable"]
+from ._context import open_sessions
+from .extract import stream_chunk_usage
+
+if TYPE_CHECKING:
+    from .session import UsageSession
+
+__all__ = ["StreamObserver", "StreamProxy", "observe_stream"]
 
 
-class _Observer(Protocol):
-    def observe_item(self, item: object, started: float) -> bool: ...
+class StreamObserver(Protocol):
+    """What a stream proxy reports to (the decorator's or the instrumentation's tracker)."""
 
-    def missing_usage(self, result: object) -> None: ...
+    def record_chunk(
+        self, chunk: object, started: float, model: str | None, sessions: tuple[UsageSession, ...]
+    ) -> bool: ...
+
+    def missing_usage(self, stream: object, sessions: tuple[UsageSession, ...]) -> None: ...
 
 
-class _ObservedGenerator(wrapt.BaseObjectProxy[Generator[Any, Any, Any]]):
-    """A generator that records each item carrying usage; everything else is the generator's own."""
+class _StreamState:
+    """The per-stream bookkeeping, kept apart from the proxy so a finalizer can hold it."""
 
-    def __init__(self, wrapped: Generator[Any, Any, Any], observer: _Observer, started: float) -> None:
+    __slots__ = ("candidate", "done", "fallback", "lock", "model", "observer", "sessions", "started", "stream_type")
+
+    def __init__(self, observer: StreamObserver, started: float, stream_type: type, fallback: str | None) -> None:
+        self.observer = observer
+        self.fallback = fallback
+        self.started = started
+        self.stream_type = stream_type
+        # The call was made in these sessions, whenever the chunks are read.
+        self.sessions = open_sessions.get()
+        self.model: str | None = None
+        self.candidate: object = None
+        self.done = False
+        self.lock = threading.Lock()
+
+    def see(self, chunk: object) -> None:
+        if self.done:
+            return
+        found = stream_chunk_usage(chunk)
+        if found is None:
+            return
+        model, has_usage, final = found
+        if model is not None and self.model is None:
+            self.model = model
+        if not has_usage:
+            return
+        if not final:
+            self.candidate = chunk
+            return
+        if not self._claim():
+            return
+        self.candidate = None
+        self.observer.record_chunk(chunk, self.started, self.model or self.fallback, self.sessions)
+
+    def _claim(self) -> bool:
+        """Mark the stream done; True for the one caller that did it (chunks and finalizers may race)."""
+        with self.lock:
+            if self.done:
+                return False
+            self.done = True
+            return True
+
+    def finish(self) -> None:
+        """The stream ended, was closed or abandoned: record what was held back, or count the miss."""
+        if not self._claim():
+            return
+        candidate, self.candidate = self.candidate, None
+        if candidate is not None and self.observer.record_chunk(
+            candidate, self.started, self.model or self.fallback, self.sessions
+        ):
+            return
+        self.observer.missing_usage(self.stream_type, self.sessions)
+
+    def fail(self) -> None:
+        """Iteration raised: the call failed, so nothing more is recorded for it."""
+        with self.lock:
+            self.done = True
+        self.candidate = None
+
+
+class StreamProxy(wrapt.BaseObjectProxy[Any]):
+    """Base of every stream proxy; tokenlog never wraps a proxy twice."""
+
+    _self_state: _StreamState
+
+    def _self_init(self, observer: StreamObserver, started: float, fallback: str | None) -> None:
+        state = _StreamState(observer, started, type(self.__wrapped__), fallback)
+        self._self_state = state
+        self._self_finalizer = weakref.finalize(self, state.finish)
+        self._self_finalizer.atexit = False
+
+    def _self_end(self) -> None:
+        self._self_finalizer.detach()
+        self._self_state.finish()
+
+    def _self_failed(self) -> None:
+        self._self_finalizer.detach()
+        self._self_state.fail()
+
+    def __reduce_ex__(self, protocol: Any) -> Any:  # pragma: no cover - streams cannot be pickled anyway
+        return self.__wrapped__.__reduce_ex__(protocol)
+
+
+class _SyncStream(StreamProxy):
+    """A sync iterator (mistralai ``EventStream``, openai ``Stream``, any iterator object)."""
+
+    def __init__(self, wrapped: Iterator[Any], observer: StreamObserver, started: float, fallback: str | None) -> None:
         super().__init__(wrapped)
-        self._self_observer = observer
-        self._self_started = started
-        self._self_recorded = False
+        self._self_init(observer, started, fallback)
+        self._self_iterator: Iterator[Any] | None = None
 
-    def __iter__(self) -> _ObservedGenerator:
+    def __iter__(self) -> _SyncStream:
         return self
 
     def __next__(self) -> Any:
-        return self._self_step(self.__wrapped__.__next__)
+        iterator = self._self_iterator
+        if iterator is None:
+            iterator = self._self_iterator = iter(self.__wrapped__)
+        return self._self_step(next, iterator)
 
-    def send(self, value: Any) -> Any:
-        return self._self_step(lambda: self.__wrapped__.send(value))
-
-    def throw(self, *args: Any) -> Any:
-        return self._self_step(lambda: self.__wrapped__.throw(*args))
-
-    def _self_step(self, advance: Callable[[], Any]) -> Any:
+    def _self_step(self, advance: Callable[..., Any], *args: Any) -> Any:
         try:
-            item = advance()
+            chunk = advance(*args)
         except StopIteration:
-            if not self._self_recorded:
-                self._self_observer.missing_usage(self.__wrapped__)
-                self._self_recorded = True  # warn once, even if iterated again
+            self._self_end()
             raise
-        if self._self_observer.observe_item(item, self._self_started):
-            self._self_recorded = True
-        return item
+        except BaseException:
+            self._self_failed()
+            raise
+        self._self_state.see(chunk)
+        return chunk
+
+    def __enter__(self) -> Any:
+        entered = self.__wrapped__.__enter__()
+        return self if entered is self.__wrapped__ else entered
+
+    def __exit__(self, *exc_info: Any) -> Any:
+        try:
+            return self.__wrapped__.__exit__(*exc_info)
+        finally:
+            self._self_end()
+
+    @property
+    def close(self) -> Callable[[], Any]:
+        """The stream's own ``close`` (there is none if the stream has none), which also ends the record."""
+        close = self.__wrapped__.close
+
+        def closing() -> Any:
+            try:
+                return close()
+            finally:
+                self._self_end()
+
+        return closing
 
 
-class _ObservedAsyncGenerator(wrapt.BaseObjectProxy[AsyncGenerator[Any, Any]]):
-    """The async twin of :class:`_ObservedGenerator`."""
+class _AsyncStream(StreamProxy):
+    """An async iterator (mistralai ``EventStreamAsync``, openai ``AsyncStream``)."""
 
-    def __init__(self, wrapped: AsyncGenerator[Any, Any], observer: _Observer, started: float) -> None:
+    def __init__(self, wrapped: Any, observer: StreamObserver, started: float, fallback: str | None) -> None:
         super().__init__(wrapped)
-        self._self_observer = observer
-        self._self_started = started
-        self._self_recorded = False
+        self._self_init(observer, started, fallback)
+        self._self_iterator: Any = None
 
-    def __aiter__(self) -> _ObservedAsyncGenerator:
+    def __aiter__(self) -> _AsyncStream:
         return self
 
     async def __anext__(self) -> Any:
-        return await self._self_step(self.__wrapped__.__anext__())
+        iterator = self._self_iterator
+        if iterator is None:
+            iterator = self._self_iterator = self.__wrapped__.__aiter__()
+        return await self._self_step(iterator.__anext__())
+
+    async def _self_step(self, advance: Awaitable[Any]) -> Any:
+        try:
+            chunk = await advance
+        except StopAsyncIteration:
+            self._self_end()
+            raise
+        except BaseException:
+            self._self_failed()
+            raise
+        self._self_state.see(chunk)
+        return chunk
+
+    async def __aenter__(self) -> Any:
+        entered = await self.__wrapped__.__aenter__()
+        return self if entered is self.__wrapped__ else entered
+
+    async def __aexit__(self, *exc_info: Any) -> Any:
+        try:
+            return await self.__wrapped__.__aexit__(*exc_info)
+        finally:
+            self._self_end()
+
+    @property
+    def close(self) -> Callable[[], Any]:
+        """The stream's own ``close`` (sync or async), which also ends the record."""
+        close = self.__wrapped__.close
+        return lambda: self._self_closing(close())
+
+    @property
+    def aclose(self) -> Callable[[], Any]:
+        """The stream's own ``aclose``, which also ends the record."""
+        aclose = self.__wrapped__.aclose
+        return lambda: self._self_closing(aclose())
+
+    def _self_closing(self, result: Any) -> Any:
+        if not isinstance(result, Awaitable):
+            self._self_end()
+            return result
+
+        async def closing() -> Any:
+            try:
+                return await result
+            finally:
+                self._self_end()
+
+        return closing()
+
+
+class _Generator(_SyncStream):
+    """A generator: also ``send`` and ``throw``."""
+
+    def send(self, value: Any) -> Any:
+        return self._self_step(self.__wrapped__.send, value)
+
+    def throw(self, *args: Any) -> Any:
+        return self._self_step(self.__wrapped__.throw, *args)
+
+
+class _AsyncGenerator(_AsyncStream):
+    """An async generator: also ``asend`` and ``athrow``."""
 
     async def asend(self, value: Any) -> Any:
         return await self._self_step(self.__wrapped__.asend(value))
@@ -72,23 +266,23 @@ class _ObservedAsyncGenerator(wrapt.BaseObjectProxy[AsyncGenerator[Any, Any]]):
     async def athrow(self, *args: Any) -> Any:
         return await self._self_step(self.__wrapped__.athrow(*args))
 
-    async def _self_step(self, advance: Any) -> Any:
-        try:
-            item = await advance
-        except StopAsyncIteration:
-            if not self._self_recorded:
-                self._self_observer.missing_usage(self.__wrapped__)
-                self._self_recorded = True
-            raise
-        if self._self_observer.observe_item(item, self._self_started):
-            self._self_recorded = True
-        return item
+
+_NOT_STREAMS = (str, bytes, bytearray, dict, list, tuple, io.IOBase)
 
 
-def observe_iterable(result: object, observer: _Observer, started: float) -> object | None:
-    """A proxy that records usage from ``result``'s items, or ``None`` if it is not a generator."""
+def observe_stream(result: object, observer: StreamObserver, started: float, fallback: str | None) -> object | None:
+    """A recording proxy for ``result`` if it is a stream (or the proxy it already is), else ``None``."""
     if isinstance(result, types.GeneratorType):
-        return _ObservedGenerator(result, observer, started)
+        return _Generator(result, observer, started, fallback)
     if isinstance(result, types.AsyncGeneratorType):
-        return _ObservedAsyncGenerator(result, observer, started)
+        return _AsyncGenerator(result, observer, started, fallback)
+    if isinstance(result, StreamProxy):
+        return result
+    kind = type(result)
+    if isinstance(result, _NOT_STREAMS):
+        return None
+    if hasattr(kind, "__next__"):
+        return _SyncStream(result, observer, started, fallback)  # type: ignore[arg-type]
+    if hasattr(kind, "__anext__"):
+        return _AsyncStream(result, observer, started, fallback)
     return None

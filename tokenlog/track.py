@@ -7,8 +7,9 @@ import os
 import types
 import warnings
 from collections.abc import Callable, Iterable, Mapping
+from contextvars import ContextVar
 from time import perf_counter
-from typing import Any, TypeVar, overload
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 import wrapt
 
@@ -16,14 +17,35 @@ from . import config, route, streams
 from .errors import SinkError, TokenlogWarning
 from .sinks import Sink, resolve_sink
 
+if TYPE_CHECKING:
+    from .session import UsageSession
+
 __all__ = ["track_usage"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 SinkSpec = Sink | str | os.PathLike[str]
 
 
-class _Tracker:
-    """What one decorated function records with: its name, model fallback, tags and sinks."""
+class Call:
+    """One call of a decorated function in progress: what instrumented SDK calls inside it report to."""
+
+    __slots__ = ("recorded", "tracker")
+
+    def __init__(self, tracker: Tracker) -> None:
+        self.tracker = tracker
+        self.recorded = False
+
+
+current_call: ContextVar[Call | None] = ContextVar("tokenlog_current_call", default=None)
+"""The innermost decorated call running in this context, if any."""
+
+
+class Tracker:
+    """What one decorated function (or one instrumented SDK method) records with.
+
+    Its name, its model fallback, its tags and its sinks; it also says once when the function
+    returned no usage.
+    """
 
     def __init__(
         self,
@@ -38,35 +60,56 @@ class _Tracker:
         self.sinks = sinks
         self._warned = False
 
-    def observe(self, result: Any, started: float, kwargs: Mapping[str, Any]) -> Any:
-        """Record ``result``'s usage; return ``result`` itself (or a recording proxy for generators)."""
-        observed = streams.observe_iterable(result, self, started)
-        if observed is not None:
-            return observed
-        if self._record(result, started, kwargs.get("model")) is None:
-            self.missing_usage(result)
+    def observe(self, result: Any, started: float, kwargs: Mapping[str, Any], call: Call | None) -> Any:
+        """Record ``result``'s usage; return ``result`` itself, or a recording proxy for a stream.
+
+        ``call`` is the decorated call this result belongs to: a stream or a record made here
+        counts for it, so the decorator does not call its own result "without usage".
+        """
+        fallback = self.model or _model_argument(kwargs)
+        stream = streams.observe_stream(result, self, started, fallback)
+        if stream is not None:
+            if call is not None:
+                call.recorded = True
+            return stream
+        if self._record(result, started, fallback, None) is not None:
+            if call is not None:
+                call.recorded = True
+        elif call is None or not call.recorded:
+            self.missing_usage(result, None)
         return result
 
-    def observe_item(self, item: object, started: float) -> bool:
-        """Record an item a generator yielded, if it carries usage; True if it did."""
-        return self._record(item, started, None) is not None
+    def record_chunk(
+        self, chunk: object, started: float, model: str | None, sessions: tuple[UsageSession, ...]
+    ) -> bool:
+        """Record a stream chunk that carries usage; True if a record was made."""
+        return self._record(chunk, started, model, sessions) is not None
 
-    def missing_usage(self, result: object) -> None:
+    def missing_usage(self, result: object, sessions: tuple[UsageSession, ...] | None) -> None:
         """A call ended with no usage to record: count it, and say so once per function."""
         if not config.settings.enabled:
             return
-        route.note_missing_usage()
+        route.note_missing_usage(sessions)
         if not self._warned:
             self._warned = True
+            streamed = isinstance(result, type)  # a stream reports its type once it has ended
+            kind: type = result if isinstance(result, type) else type(result)
+            hint = (
+                "; a stream carries usage only when asked, e.g. stream_options={'include_usage': True} with "
+                "OpenAI-compatible APIs"
+                if streamed
+                else ""
+            )
             warnings.warn(
-                f"{self.function} returned a {type(result).__qualname__} without token usage, so no row was "
-                "written (shown once per function)",
+                f"{self.function} returned a {kind.__qualname__} without token usage, so no row was "
+                f"written (shown once per function){hint}",
                 TokenlogWarning,
                 stacklevel=4,
             )
 
-    def _record(self, result: object, started: float, model_argument: object) -> object:
-        model = self.model or (model_argument if isinstance(model_argument, str) else None)
+    def _record(
+        self, result: object, started: float, model: str | None, sessions: tuple[UsageSession, ...] | None
+    ) -> object:
         try:
             return route.record_response(
                 result,
@@ -75,6 +118,7 @@ class _Tracker:
                 latency_ms=(perf_counter() - started) * 1000.0,
                 tags=self.tags,
                 sinks=self.sinks,
+                sessions=sessions,
             )
         except SinkError:
             raise  # strict mode: the user asked for it
@@ -82,6 +126,11 @@ class _Tracker:
             message = f"tokenlog failed to record a call of {self.function}: {exc!r}"
             warnings.warn(message, TokenlogWarning, stacklevel=4)
             return None
+
+
+def _model_argument(kwargs: Mapping[str, Any]) -> str | None:
+    model = kwargs.get("model")
+    return model if isinstance(model, str) and model else None
 
 
 @overload
@@ -136,7 +185,7 @@ def track_usage(
     guarded = route.guard_all(resolve_sink(spec) for spec in specs) if (sink is not None or sinks is not None) else None
 
     def decorate(wrapped: F) -> F:
-        tracker = _Tracker(name or _qualified_name(wrapped), model, tags, guarded)
+        tracker = Tracker(name or _qualified_name(wrapped), model, tags, guarded)
         target = getattr(wrapped, "__func__", wrapped)  # a classmethod/staticmethod object
         if inspect.iscoroutinefunction(target):
             return _async_wrapper(tracker)(wrapped)  # type: ignore[no-any-return]
@@ -145,29 +194,39 @@ def track_usage(
     return decorate if func is None else decorate(func)
 
 
-def _sync_wrapper(tracker: _Tracker) -> Any:
+def _sync_wrapper(tracker: Tracker) -> Any:
     @wrapt.decorator  # type: ignore[untyped-decorator,unused-ignore]
     def wrapper(wrapped: Callable[..., Any], instance: object, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         if not config.settings.enabled:
             return wrapped(*args, **kwargs)
+        call = Call(tracker)
+        token = current_call.set(call)
         started = perf_counter()
-        result = wrapped(*args, **kwargs)
-        return tracker.observe(result, started, kwargs)
+        try:
+            result = wrapped(*args, **kwargs)
+        finally:
+            current_call.reset(token)
+        return tracker.observe(result, started, kwargs, call)
 
     return wrapper
 
 
-def _async_wrapper(tracker: _Tracker) -> Any:
-    async def call(wrapped: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+def _async_wrapper(tracker: Tracker) -> Any:
+    async def run(wrapped: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        call = Call(tracker)
+        token = current_call.set(call)
         started = perf_counter()
-        result = await wrapped(*args, **kwargs)
-        return tracker.observe(result, started, kwargs)
+        try:
+            result = await wrapped(*args, **kwargs)
+        finally:
+            current_call.reset(token)
+        return tracker.observe(result, started, kwargs, call)
 
     @wrapt.decorator  # type: ignore[untyped-decorator,unused-ignore]
     def wrapper(wrapped: Callable[..., Any], instance: object, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         if not config.settings.enabled:
             return wrapped(*args, **kwargs)
-        return call(wrapped, args, kwargs)
+        return run(wrapped, args, kwargs)
 
     return wrapper
 

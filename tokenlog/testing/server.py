@@ -14,7 +14,8 @@ deterministic, so a test can compute the exact token counts it must see:
 
 Endpoints (all ``POST`` with a JSON body): ``/v1/chat/completions``, ``/v1/fim/completions``,
 ``/v1/agents/completions``, ``/v1/embeddings``, ``/v1/completions``, ``/v1/responses`` and
-``/v1/conversations``. Every one of them also streams when the body says ``"stream": true``.
+``/v1/conversations`` (with ``/v1/conversations/{id}`` and ``/v1/conversations/{id}/restart``, which
+answer like a new conversation). Every one of them also streams when the body says ``"stream": true``.
 Any other path answers 404 and a body that is not a JSON object answers 400, both with a JSON
 error shaped like Mistral's.
 
@@ -307,7 +308,7 @@ class _Handler(BaseHTTPRequestHandler):
             status, retry_after = failure
             self._send_error(status, _error_message(status), retry_after=retry_after)
             return
-        route = _ROUTES.get(urlsplit(self.path).path.rstrip("/"))
+        route = _route_for(urlsplit(self.path).path.rstrip("/"))
         if route is None or method != "POST":
             self._send_error(404, f"Not found: {method} {self.path}")
             return
@@ -769,6 +770,16 @@ def _error_message(status: int) -> str:
     if status == 429:
         return "Requests rate limit exceeded"
     return f"Simulated error {status}"
+
+
+def _route_for(path: str) -> _Route | None:
+    """The route of a path; ``/v1/conversations/{id}`` (append) and ``.../{id}/restart`` answer like a start."""
+    route = _ROUTES.get(path)
+    if route is None and path.startswith("/v1/conversations/"):
+        rest = path.removeprefix("/v1/conversations/").split("/")
+        if len(rest) == 1 or (len(rest) == 2 and rest[1] == "restart"):
+            return _ROUTES["/v1/conversations"]
+    return route
 
 
 _ROUTES: dict[str, _Route] = {

@@ -1,0 +1,30 @@
+"""The mistralai SDK under test, whichever major version is installed (1.x or 2.x/3.x).
+
+CI runs the SDK tests once with the newest mistralai and once with the newest 1.x (see ``.ci/run``).
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import version
+
+MISTRAL_VERSION = version("mistralai")
+MISTRAL_MAJOR = int(MISTRAL_VERSION.split(".")[0])
+
+if MISTRAL_MAJOR >= 2:
+    from mistralai.client import Mistral
+    from mistralai.client.errors import ResponseValidationError, SDKError
+    from mistralai.client.utils import BackoffStrategy, RetryConfig
+else:  # pragma: no cover - runs in the mistralai 1.x CI step
+    from mistralai import Mistral  # type: ignore[attr-defined,no-redef,unused-ignore]
+    from mistralai.models import ResponseValidationError, SDKError  # type: ignore[no-redef,unused-ignore]
+    from mistralai.utils import BackoffStrategy, RetryConfig  # type: ignore[no-redef,unused-ignore]
+
+__all__ = [
+    "MISTRAL_MAJOR",
+    "MISTRAL_VERSION",
+    "BackoffStrategy",
+    "Mistral",
+    "ResponseValidationError",
+    "RetryConfig",
+    "SDKError",
+]

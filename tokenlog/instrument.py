@@ -1,0 +1,239 @@
+"""Instrumentation: record the SDK calls that nobody decorated.
+
+:func:`instrument` patches the methods of the installed SDKs that return usage (listed in
+:data:`TARGETS`) with ``wrapt`` function wrappers; :func:`uninstrument` puts the original
+functions back, exactly. SDK modules are never imported here: a post-import hook patches each one
+when the program imports it (mistralai imports ``mistralai.client.chat`` only on first use of
+``client.chat``), so instrumenting costs nothing for an SDK that is not used.
+
+A patched method records only while it should: after a global :func:`instrument`, or inside a
+``usage_session()`` (which instruments by default). Anywhere else it calls straight through.
+Inside a ``@track_usage`` function the record is made in that function's name, with its tags and
+sinks, and the decorator does not record the same response again.
+
+An SDK that is not installed is skipped silently; an SDK whose layout changed (a class or method
+that is not where we expect it) is skipped with a debug message on the ``tokenlog`` logger.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import sys
+import threading
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from time import perf_counter
+from types import CoroutineType, ModuleType
+from typing import Any
+
+import wrapt
+
+from . import config
+from ._context import open_sessions
+from .track import Call, Tracker, current_call
+
+__all__ = ["TARGETS", "Target", "instrument", "instrumented_methods", "is_instrumented", "uninstrument"]
+
+log = logging.getLogger("tokenlog")
+
+
+@dataclass(frozen=True)
+class Target:
+    """Methods of one SDK class to record: ``module.cls.method`` for each method."""
+
+    sdk: str
+    module: str
+    cls: str
+    methods: tuple[str, ...]
+    only_if: str | None = None
+    """A method the class must have (tells mistralai 0.x from the 1.x migration stub of the same name)."""
+
+
+_COMPLETIONS = ("complete", "complete_async", "stream", "stream_async")
+_CONVERSATIONS = tuple(
+    f"{verb}{stream}{mode}"
+    for verb in ("start", "append", "restart")
+    for stream in ("", "_stream")
+    for mode in ("", "_async")
+)
+_CLIENT_0X = ("chat", "chat_stream", "embeddings")
+
+TARGETS: tuple[Target, ...] = (
+    # mistralai 2.x and 3.x: from mistralai.client import Mistral
+    Target("mistralai", "mistralai.client.chat", "Chat", _COMPLETIONS),
+    Target("mistralai", "mistralai.client.fim", "Fim", _COMPLETIONS),
+    Target("mistralai", "mistralai.client.agents", "Agents", _COMPLETIONS),
+    Target("mistralai", "mistralai.client.embeddings", "Embeddings", ("create", "create_async")),
+    Target("mistralai", "mistralai.client.conversations", "Conversations", _CONVERSATIONS),
+    # mistralai 1.x: from mistralai import Mistral
+    Target("mistralai", "mistralai.chat", "Chat", _COMPLETIONS),
+    Target("mistralai", "mistralai.fim", "Fim", _COMPLETIONS),
+    Target("mistralai", "mistralai.agents", "Agents", _COMPLETIONS),
+    Target("mistralai", "mistralai.embeddings", "Embeddings", ("create", "create_async")),
+    Target("mistralai", "mistralai.conversations", "Conversations", _CONVERSATIONS),
+    # mistralai 0.x: MistralClient / MistralAsyncClient
+    Target("mistralai", "mistralai.client", "MistralClient", _CLIENT_0X, "chat_stream"),
+    Target("mistralai", "mistralai.async_client", "MistralAsyncClient", _CLIENT_0X, "chat_stream"),
+    # openai 1.x and later
+    Target("openai", "openai.resources.chat.completions", "Completions", ("create",)),
+    Target("openai", "openai.resources.chat.completions", "AsyncCompletions", ("create",)),
+    Target("openai", "openai.resources.completions", "Completions", ("create",)),
+    Target("openai", "openai.resources.completions", "AsyncCompletions", ("create",)),
+    Target("openai", "openai.resources.embeddings", "Embeddings", ("create",)),
+    Target("openai", "openai.resources.embeddings", "AsyncEmbeddings", ("create",)),
+    Target("openai", "openai.resources.responses", "Responses", ("create",)),
+    Target("openai", "openai.resources.responses", "AsyncResponses", ("create",)),
+)
+"""Every SDK method tokenlog can instrument, by the module that defines or re-exports its class."""
+
+
+_lock = threading.RLock()
+_global = False  # instrument() was called and uninstrument() was not
+_wanted = False  # patches are wanted (instrument() or a session asked), so imports get patched
+_hooks_registered: set[str] = set()
+_patched: dict[tuple[type, str], tuple[Any, str]] = {}
+"""(class, method name) -> (the attribute as it was in the class ``__dict__``, the label we record as)."""
+
+
+def instrument() -> None:
+    """Record every call of the SDK methods in :data:`TARGETS`, everywhere, until :func:`uninstrument`.
+
+    Calling it twice is harmless. Modules imported later are patched when they are imported.
+
+    >>> import tokenlog
+    >>> tokenlog.instrument()
+    >>> tokenlog.is_instrumented()
+    True
+    >>> tokenlog.uninstrument()
+    >>> tokenlog.is_instrumented()
+    False
+    """
+    global _global
+    with _lock:
+        _global = True
+        ensure_patched()
+
+
+def uninstrument() -> None:
+    """Put every patched SDK method back as it was. Sessions opened later patch again."""
+    global _global, _wanted
+    with _lock:
+        _global = _wanted = False
+        for (owner, name), (original, label) in list(_patched.items()):
+            current = vars(owner).get(name)
+            if isinstance(current, wrapt.FunctionWrapper) and current.__wrapped__ is original:
+                setattr(owner, name, original)
+            else:  # someone patched over us: taking ours out would take theirs out too
+                log.debug("tokenlog: %s was patched again by someone else; left in place", label)
+            del _patched[(owner, name)]
+
+
+def is_instrumented() -> bool:
+    """True between :func:`instrument` and :func:`uninstrument`."""
+    return _global
+
+
+def instrumented_methods() -> list[str]:
+    """The SDK methods patched right now, as ``module.Class.method`` (sorted)."""
+    with _lock:
+        return sorted(f"{owner.__module__}.{owner.__qualname__}.{name}" for owner, name in _patched)
+
+
+def ensure_patched() -> None:
+    """Patch what is imported now, and have every other target patched when it is imported."""
+    global _wanted
+    if _wanted:
+        return  # the post-import hooks patch whatever is imported from now on
+    with _lock:
+        _wanted = True
+        for module_name in {target.module for target in TARGETS}:
+            if module_name in _hooks_registered:
+                module = sys.modules.get(module_name)
+                if module is not None:
+                    _patch_module(module)
+                continue
+            _hooks_registered.add(module_name)
+            # Fires at once if the module is imported already.
+            wrapt.register_post_import_hook(_on_import, module_name)
+
+
+def _on_import(module: ModuleType) -> None:
+    with _lock:
+        if _wanted:
+            _patch_module(module)
+
+
+def _patch_module(module: ModuleType) -> None:
+    for target in TARGETS:
+        if target.module != module.__name__:
+            continue
+        owner = getattr(module, target.cls, None)
+        if not isinstance(owner, type):
+            log.debug("tokenlog: %s has no class %s; not instrumented", target.module, target.cls)
+            continue
+        if target.only_if is not None and target.only_if not in vars(owner):
+            continue
+        for name in target.methods:
+            _patch(owner, name, target)
+
+
+def _patch(owner: type, name: str, target: Target) -> None:
+    if (owner, name) in _patched:
+        return
+    original = vars(owner).get(name)
+    if original is None or not callable(original):
+        log.debug("tokenlog: %s.%s has no method %s; not instrumented", target.module, target.cls, name)
+        return
+    label = f"{target.sdk}:{owner.__qualname__}.{name}"
+    tracker = Tracker(label, None, None, None)
+    if inspect.isasyncgenfunction(original) or not inspect.iscoroutinefunction(original):
+        wrapper = _sync_wrapper(tracker)
+    else:
+        wrapper = _async_wrapper(tracker)
+    _patched[(owner, name)] = (original, label)
+    setattr(owner, name, wrapt.FunctionWrapper(original, wrapper))
+
+
+def _recording() -> bool:
+    if not config.settings.enabled:
+        return False
+    if _global:
+        return True
+    sessions = open_sessions.get()
+    return bool(sessions) and sessions[-1].instrument
+
+
+def _sync_wrapper(tracker: Tracker) -> Callable[..., Any]:
+    def wrapper(wrapped: Callable[..., Any], instance: object, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        if not _recording():
+            return wrapped(*args, **kwargs)
+        call = current_call.get()
+        started = perf_counter()
+        result = wrapped(*args, **kwargs)
+        if type(result) is CoroutineType:  # an async method behind a plain-def decorator (openai's)
+            return _awaited(result, call.tracker if call is not None else tracker, started, kwargs, call)
+        return (call.tracker if call is not None else tracker).observe(result, started, kwargs, call)
+
+    return wrapper
+
+
+async def _awaited(
+    coroutine: Coroutine[Any, Any, Any], tracker: Tracker, started: float, kwargs: dict[str, Any], call: Call | None
+) -> Any:
+    return tracker.observe(await coroutine, started, kwargs, call)
+
+
+def _async_wrapper(tracker: Tracker) -> Callable[..., Any]:
+    async def run(wrapped: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        call = current_call.get()
+        started = perf_counter()
+        result = await wrapped(*args, **kwargs)
+        return (call.tracker if call is not None else tracker).observe(result, started, kwargs, call)
+
+    def wrapper(wrapped: Callable[..., Any], instance: object, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        if not _recording():
+            return wrapped(*args, **kwargs)
+        return run(wrapped, args, kwargs)
+
+    return wrapper
