@@ -5,15 +5,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import os
 import socket
 import struct
-import subprocess
-import sys
 import time
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -34,7 +30,6 @@ from tokenlog.testing.server import (
     reply_text,
 )
 
-MISTRAL_1X = Path("/tmp/mistral1")
 QUESTION = "what is the capital of France and why is it so very famous today"
 MESSAGES = [
     {"role": "system", "content": "answer briefly"},
@@ -540,32 +535,3 @@ def test_stop_returns_promptly_and_frees_the_port_despite_keep_alive_clients() -
         assert requests.post(again.url + "/v1/embeddings", json={"model": "e", "input": "a"}, timeout=5).ok
     with pytest.raises(ConnectionRefusedError):
         socket.create_connection(("127.0.0.1", port), timeout=1).close()
-
-
-@pytest.mark.skipif(not MISTRAL_1X.is_dir(), reason="mistralai 1.x is not installed at /tmp/mistral1")
-def test_mistralai_1x_chat_complete_and_stream_work(server: MistralCompatibleServer) -> None:
-    code = (
-        "import json, sys, mistralai\n"
-        "from mistralai import Mistral\n"
-        "client = Mistral(api_key='k', server_url=sys.argv[1])\n"
-        "messages = json.loads(sys.argv[2])\n"
-        "answer = client.chat.complete(model='m', messages=messages)\n"
-        "stream = client.chat.stream(model='m', messages=messages)\n"
-        "usages = [e.data.usage and e.data.usage.total_tokens for e in stream]\n"
-        "print(json.dumps({'version': mistralai.__version__, 'content': answer.choices[0].message.content,\n"
-        "                  'total': answer.usage.total_tokens, 'stream': usages}))\n"
-    )
-    env = {**os.environ, "PYTHONPATH": str(MISTRAL_1X)}
-    done = subprocess.run(
-        [sys.executable, "-c", code, server.url, json.dumps(MESSAGES)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    result = json.loads(done.stdout)
-    assert result["version"].startswith("1.")
-    assert result["content"] == REPLY
-    assert result["total"] == USAGE["total_tokens"]
-    assert result["stream"] == [None] * COMPLETION_TOKENS + [USAGE["total_tokens"]]
