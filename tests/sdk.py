@@ -1,6 +1,7 @@
 """The mistralai SDK under test, whichever major version is installed (1.x or 2.x/3.x).
 
-CI runs the SDK tests once with the newest mistralai and once with the newest 1.x (see ``.ci/run``).
+CI runs the SDK tests once with the newest mistralai and once with the newest 1.x, and the 0.x test with
+mistralai 0.4.2 (see ``.ci/run``).
 """
 
 from __future__ import annotations
@@ -14,10 +15,13 @@ if MISTRAL_MAJOR >= 2:
     from mistralai.client import Mistral
     from mistralai.client.errors import ResponseValidationError, SDKError
     from mistralai.client.utils import BackoffStrategy, RetryConfig
-else:  # pragma: no cover - runs in the mistralai 1.x CI step
+elif MISTRAL_MAJOR == 1:  # pragma: no cover - runs in the mistralai 1.x CI step
     from mistralai import Mistral  # type: ignore[attr-defined,no-redef,unused-ignore]
     from mistralai.models import ResponseValidationError, SDKError  # type: ignore[no-redef,unused-ignore]
     from mistralai.utils import BackoffStrategy, RetryConfig  # type: ignore[no-redef,unused-ignore]
+
+else:  # pragma: no cover - mistralai 0.x (MistralClient): only tests/test_mistral0.py runs there
+    Mistral = ResponseValidationError = SDKError = BackoffStrategy = RetryConfig = None  # type: ignore[assignment,misc]
 
 __all__ = [
     "MISTRAL_MAJOR",
