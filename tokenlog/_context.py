@@ -10,3 +10,6 @@ if TYPE_CHECKING:
 
 open_sessions: ContextVar[tuple[UsageSession, ...]] = ContextVar("tokenlog_open_sessions", default=())
 """Outermost first. A tuple, so that a copied context can never change another's stack."""
+
+patching = False
+"""True while SDK methods are (to be) patched: only then do decorated calls tell them who is calling."""

@@ -9,11 +9,12 @@ imports an SDK: everything is read by name.
 
 from __future__ import annotations
 
+import functools
 import json
 import warnings
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from datetime import datetime, timezone
+from typing import NamedTuple
 
 from .errors import TokenlogWarning
 from .record import UsageRecord
@@ -24,9 +25,30 @@ _MISSING = object()
 _NO_USAGE_TYPES = (str, bytes, bytearray, int, float, bool, type(None))
 _HTTP_MODULES = frozenset({"requests", "httpx", "httpx2"})
 
+# What kind of thing a type is, decided once per type (isinstance against ABCs is slow on a hot path).
+_SCALAR, _MAPPING, _SEQUENCE, _HTTP, _OBJECT = range(5)
+_kinds: dict[type, int] = {}
 
-@dataclass(frozen=True, slots=True)
-class Reading:
+
+def _kind(kind: type) -> int:
+    found = _kinds.get(kind)
+    if found is None:
+        if issubclass(kind, _NO_USAGE_TYPES):
+            found = _SCALAR
+        elif issubclass(kind, Mapping):
+            found = _MAPPING
+        elif issubclass(kind, (tuple, list)):
+            found = _SEQUENCE
+        elif kind.__module__.partition(".")[0] in _HTTP_MODULES:
+            found = _HTTP
+        else:
+            found = _OBJECT
+        if len(_kinds) < 10_000:  # types made on the fly must not grow this without bound
+            _kinds[kind] = found
+    return found
+
+
+class Reading(NamedTuple):
     """What one response says about its usage: valid counts plus where they came from."""
 
     prompt_tokens: int
@@ -79,9 +101,22 @@ def read_usage(obj: object) -> Reading | None:
 
 def _locate(obj: object, *, nested: bool) -> tuple[object, object, object] | None:
     """Find ``(usage, response that carries it, identity anchor)`` in ``obj``."""
-    if isinstance(obj, _NO_USAGE_TYPES):
+    kind = _kind(type(obj))
+    if kind == _OBJECT:
+        usage = getattr(obj, "usage", None)
+        if usage is not None:
+            return usage, obj, usage
+        if nested:
+            return None
+        data = getattr(obj, "data", None)  # mistralai CompletionEvent: the chunk is event.data
+        if data is not None and _kind(type(data)) != _SEQUENCE:
+            return _locate(data, nested=True)
+        response = getattr(obj, "response", None)  # openai Responses stream: event.response on response.completed
+        if response is not None and _kind(type(response)) != _HTTP:
+            return _locate(response, nested=True)
         return None
-    if isinstance(obj, Mapping):
+    if kind == _MAPPING:
+        assert isinstance(obj, Mapping)
         usage = obj.get("usage")
         if usage is not None:
             return usage, obj, usage
@@ -89,10 +124,11 @@ def _locate(obj: object, *, nested: bool) -> tuple[object, object, object] | Non
             return None
         for key in ("data", "response"):  # an SSE event that wraps its chunk; an OpenAI Responses event
             inner = obj.get(key)
-            if isinstance(inner, Mapping):
+            if inner is not None and _kind(type(inner)) == _MAPPING:
                 return _locate(inner, nested=True)
         return None
-    if isinstance(obj, (tuple, list)):
+    if kind == _SEQUENCE:
+        assert isinstance(obj, (tuple, list))
         if nested:
             return None
         for item in obj:
@@ -100,22 +136,11 @@ def _locate(obj: object, *, nested: bool) -> tuple[object, object, object] | Non
             if located is not None:
                 return located
         return None
-    if type(obj).__module__.partition(".")[0] in _HTTP_MODULES:
+    if kind == _HTTP:
         body = _read_json_body(obj)
         located = _locate(body, nested=True) if isinstance(body, Mapping) else None
         # the body is parsed anew on every read, so the response object is what stays the same
         return (located[0], located[1], obj) if located is not None else None
-    usage = getattr(obj, "usage", None)
-    if usage is not None:
-        return usage, obj, usage
-    if nested:
-        return None
-    data = getattr(obj, "data", None)  # mistralai CompletionEvent: the chunk is event.data
-    if data is not None and not isinstance(data, (list, tuple)):
-        return _locate(data, nested=True)
-    response = getattr(obj, "response", None)  # openai Responses stream: event.response on response.completed
-    if response is not None and type(response).__module__.partition(".")[0] not in _HTTP_MODULES:
-        return _locate(response, nested=True)
     return None
 
 
@@ -176,20 +201,31 @@ def _read_json_body(response: object) -> object:
 
 
 def _read(usage: object, response: object, anchor: object) -> Reading | None:
-    get: Callable[[str], object]
-    if isinstance(usage, Mapping):
-        get = lambda name: usage.get(name, _MISSING)  # noqa: E731
+    if _kind(type(usage)) == _MAPPING:
+        assert isinstance(usage, Mapping)
+        get: Callable[[str, object], object] = usage.get
     else:
-        get = lambda name: getattr(usage, name, _MISSING)  # noqa: E731
+        get = functools.partial(getattr, usage)
 
     prompt_name, completion_name = "prompt_tokens", "completion_tokens"
-    prompt = get(prompt_name)
+    prompt = get(prompt_name, _MISSING)
     if prompt is _MISSING:
         prompt_name, completion_name = "input_tokens", "output_tokens"  # OpenAI Responses API
-        prompt = get(prompt_name)
-    completion = get(completion_name)
-    total = get("total_tokens")
+        prompt = get(prompt_name, _MISSING)
+    completion = get(completion_name, _MISSING)
+    total = get("total_tokens", _MISSING)
     model = _model_of(response)
+
+    # The common case, checked first: three valid counts that add up.
+    if (
+        type(prompt) is int
+        and type(completion) is int
+        and type(total) is int
+        and prompt >= 0
+        and completion >= 0
+        and total == prompt + completion
+    ):
+        return Reading(prompt, completion, total, model, _request_id_of(response), anchor)
 
     if prompt is _MISSING:
         _warn(f"usage has neither prompt_tokens nor input_tokens ({_describe(usage)}); no row written")
@@ -223,7 +259,10 @@ def _is_count(value: object) -> bool:
 
 
 def _field(obj: object, name: str) -> object:
-    return obj.get(name) if isinstance(obj, Mapping) else getattr(obj, name, None)
+    if _kind(type(obj)) == _MAPPING:
+        assert isinstance(obj, Mapping)
+        return obj.get(name)
+    return getattr(obj, name, None)
 
 
 def _model_of(response: object) -> str | None:

@@ -29,7 +29,7 @@ from typing import Any
 
 import wrapt
 
-from . import config
+from . import _context, config
 from ._context import open_sessions
 from .track import Call, Tracker, current_call
 
@@ -119,7 +119,7 @@ def uninstrument() -> None:
     """Put every patched SDK method back as it was. Sessions opened later patch again."""
     global _global, _wanted
     with _lock:
-        _global = _wanted = False
+        _global = _wanted = _context.patching = False
         for (owner, name), (original, label) in list(_patched.items()):
             current = vars(owner).get(name)
             if isinstance(current, wrapt.FunctionWrapper) and current.__wrapped__ is original:
@@ -146,7 +146,7 @@ def ensure_patched() -> None:
     if _wanted:
         return  # the post-import hooks patch whatever is imported from now on
     with _lock:
-        _wanted = True
+        _wanted = _context.patching = True
         for module_name in {target.module for target in TARGETS}:
             if module_name in _hooks_registered:
                 module = sys.modules.get(module_name)

@@ -5,12 +5,11 @@ from __future__ import annotations
 import types
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 
 __all__ = ["UsageRecord"]
 
 _EMPTY_TAGS: Mapping[str, str] = types.MappingProxyType({})
-_ZERO = timedelta(0)
 
 
 def _check_count(name: str, value: object) -> None:
@@ -43,16 +42,87 @@ class UsageRecord:
     tags: Mapping[str, str] = field(default_factory=lambda: _EMPTY_TAGS, hash=False)
 
     def __post_init__(self) -> None:
-        offset = self.timestamp.utcoffset()
-        if offset is None:
-            raise ValueError("UsageRecord.timestamp is naive, expected an aware datetime in UTC")
-        if offset != _ZERO or self.timestamp.tzinfo is not timezone.utc:
-            object.__setattr__(self, "timestamp", self.timestamp.astimezone(timezone.utc))
-        if not isinstance(self.model, str):
+        timestamp = self.timestamp
+        if timestamp.tzinfo is not timezone.utc:  # the common case (datetime.now(timezone.utc)) skips all this
+            offset = timestamp.utcoffset()
+            if offset is None:
+                raise ValueError("UsageRecord.timestamp is naive, expected an aware datetime in UTC")
+            object.__setattr__(self, "timestamp", timestamp.astimezone(timezone.utc))
+        if type(self.model) is not str and not isinstance(self.model, str):
             raise ValueError(f"UsageRecord.model is {self.model!r}, expected a string")
-        _check_count("prompt_tokens", self.prompt_tokens)
-        _check_count("completion_tokens", self.completion_tokens)
-        _check_count("total_tokens", self.total_tokens)
-        if not isinstance(self.tags, types.MappingProxyType):
+        prompt, completion, total = self.prompt_tokens, self.completion_tokens, self.total_tokens
+        if not (
+            type(prompt) is int
+            and type(completion) is int
+            and type(total) is int
+            and prompt >= 0
+            and completion >= 0
+            and total >= 0
+        ):
+            _check_count("prompt_tokens", prompt)
+            _check_count("completion_tokens", completion)
+            _check_count("total_tokens", total)
+        if type(self.tags) is not types.MappingProxyType:
             tags = {str(key): str(value) for key, value in self.tags.items()}
             object.__setattr__(self, "tags", types.MappingProxyType(tags))
+
+
+_new = object.__new__
+(
+    _set_timestamp,
+    _set_model,
+    _set_prompt,
+    _set_completion,
+    _set_total,
+    _set_session,
+    _set_function,
+    _set_latency,
+    _set_request_id,
+    _set_tags,
+) = (
+    UsageRecord.__dict__[name].__set__
+    for name in (
+        "timestamp",
+        "model",
+        "prompt_tokens",
+        "completion_tokens",
+        "total_tokens",
+        "session",
+        "function",
+        "latency_ms",
+        "request_id",
+        "tags",
+    )
+)
+
+
+def trusted_record(
+    timestamp: datetime,
+    model: str,
+    prompt_tokens: int,
+    completion_tokens: int,
+    total_tokens: int,
+    session: str | None,
+    function: str | None,
+    latency_ms: float | None,
+    request_id: str | None,
+    tags: Mapping[str, str],
+) -> UsageRecord:
+    """A record from values tokenlog has already checked, without checking them again.
+
+    For the hot path only: ``timestamp`` is ``datetime.now(timezone.utc)``, the counts come from
+    a validated reading, ``tags`` is a read-only mapping of strings. It fills the slots directly,
+    which is about twice as fast as the dataclass ``__init__``.
+    """
+    record: UsageRecord = _new(UsageRecord)
+    _set_timestamp(record, timestamp)
+    _set_model(record, model)
+    _set_prompt(record, prompt_tokens)
+    _set_completion(record, completion_tokens)
+    _set_total(record, total_tokens)
+    _set_session(record, session)
+    _set_function(record, function)
+    _set_latency(record, latency_ms)
+    _set_request_id(record, request_id)
+    _set_tags(record, tags)
+    return record

@@ -8,16 +8,16 @@ innermost open session that has any (``usage_session(sinks=...)``), else the pro
 from __future__ import annotations
 
 import atexit
-import functools
 import logging
 import os
 import sys
 import tempfile
 import threading
 import time
+import types
 import warnings
 import weakref
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING
@@ -26,7 +26,7 @@ from . import config
 from ._context import open_sessions
 from .errors import SinkError, TokenlogWarning
 from .extract import read_usage
-from .record import UsageRecord
+from .record import _EMPTY_TAGS, UsageRecord, trusted_record
 from .sinks.base import Sink
 
 if TYPE_CHECKING:
@@ -57,17 +57,18 @@ def record_response(
     if reading is None:
         return None
     stack = open_sessions.get() if sessions is None else sessions
-    record = UsageRecord(
-        timestamp=datetime.now(timezone.utc),
-        model=reading.model or model or "unknown",
-        prompt_tokens=reading.prompt_tokens,
-        completion_tokens=reading.completion_tokens,
-        total_tokens=reading.total_tokens,
-        session=stack[-1].name if stack else None,
-        function=function,
-        latency_ms=latency_ms,
-        request_id=reading.request_id,
-        tags=_merge_tags(stack, tags),
+    name = reading.model or model or "unknown"
+    record = trusted_record(  # every value below is checked already: skip the dataclass checks
+        datetime.now(timezone.utc),
+        name if type(name) is str else str(name),
+        reading.prompt_tokens,
+        reading.completion_tokens,
+        reading.total_tokens,
+        stack[-1].name if stack else None,
+        function,
+        latency_ms,
+        reading.request_id,
+        _merge_tags(stack, tags),
     )
     earlier = _recorded.add(reading.anchor, record)
     if earlier is not None:
@@ -95,52 +96,55 @@ def _destinations(sinks: tuple[GuardedSink, ...] | None, stack: tuple[UsageSessi
 
 
 def _merge_tags(stack: tuple[UsageSession, ...], tags: Mapping[str, str] | None) -> Mapping[str, str]:
-    if not tags and not any(session.tags for session in stack):
-        return {}
+    """The record's tags, read-only: the sessions' (outermost first), then the call's."""
+    if not any(session.tags for session in stack):
+        if not tags:
+            return _EMPTY_TAGS
+        if type(tags) is types.MappingProxyType:
+            return tags
     merged: dict[str, str] = {}
     for session in stack:
         merged.update(session.tags)
     if tags:
-        merged.update(tags)
-    return merged
+        merged.update({str(key): str(value) for key, value in tags.items()})
+    return types.MappingProxyType(merged)
 
 
 class _RecordedResponses:
     """Which responses were recorded already, by identity, so each is recorded once.
 
-    Objects that allow weak references are remembered while they live; others (a ``dict``'s
-    usage) are held strongly in a bounded LRU, so their ``id`` cannot be reused meanwhile.
+    The last ``capacity`` responses are remembered, oldest forgotten first. Objects that allow
+    weak references are held weakly (an entry whose object died never matches again, even if
+    its ``id`` is reused); others (a ``dict``'s usage) are held strongly, so their ``id`` cannot
+    be reused while they are remembered.
     """
 
     def __init__(self, capacity: int = 4096) -> None:
         self._capacity = capacity
-        self._entries: OrderedDict[int, tuple[object, UsageRecord]] = OrderedDict()
+        self._entries: dict[int, tuple[object, UsageRecord]] = {}
+        self._weak: dict[type, bool] = {}  # per type: does it take weak references?
         self._lock = threading.Lock()
 
     def add(self, anchor: object, record: UsageRecord) -> UsageRecord | None:
         """Remember ``anchor``; if it was already recorded, return that earlier record instead."""
         key = id(anchor)
+        kind = type(anchor)
+        weak = self._weak.get(kind)
+        if weak is None:
+            weak = self._weak[kind] = kind.__weakrefoffset__ != 0
+        held = weakref.ref(anchor) if weak else anchor
+        entries = self._entries
         with self._lock:
-            entry = self._entries.get(key)
+            entry = entries.get(key)
             if entry is not None:
                 earlier = entry[0]
-                if (earlier() if isinstance(earlier, weakref.ref) else earlier) is anchor:
+                if (earlier() if type(earlier) is weakref.ref else earlier) is anchor:
                     return entry[1]
-            held: object
-            try:
-                held = weakref.ref(anchor, functools.partial(self._forget, key))
-            except TypeError:
-                held = anchor
-            self._entries[key] = (held, record)
-            if len(self._entries) > self._capacity:
-                self._entries.popitem(last=False)
+                del entries[key]  # a dead object's id, reused: forget the old entry
+            entries[key] = (held, record)
+            if len(entries) > self._capacity:
+                del entries[next(iter(entries))]
         return None
-
-    def _forget(self, key: int, ref: weakref.ref[object]) -> None:
-        with self._lock:
-            entry = self._entries.get(key)
-            if entry is not None and entry[0] is ref:
-                del self._entries[key]
 
     def clear(self) -> None:
         with self._lock:

@@ -20,7 +20,7 @@ import io
 import threading
 import types
 import weakref
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 import wrapt
@@ -109,11 +109,11 @@ class _StreamState:
 class StreamProxy(wrapt.BaseObjectProxy[Any]):
     """Base of every stream proxy; tokenlog never wraps a proxy twice."""
 
-    _self_state: _StreamState
-
-    def _self_init(self, observer: StreamObserver, started: float, fallback: str | None) -> None:
-        state = _StreamState(observer, started, type(self.__wrapped__), fallback)
+    def __init__(self, wrapped: Any, observer: StreamObserver, started: float, fallback: str | None) -> None:
+        super().__init__(wrapped)
+        state = _StreamState(observer, started, type(wrapped), fallback)
         self._self_state = state
+        self._self_iterator: Any = None  # the wrapped stream's iterator, taken on first use
         self._self_finalizer = weakref.finalize(self, state.finish)
         self._self_finalizer.atexit = False
 
@@ -131,11 +131,6 @@ class StreamProxy(wrapt.BaseObjectProxy[Any]):
 
 class _SyncStream(StreamProxy):
     """A sync iterator (mistralai ``EventStream``, openai ``Stream``, any iterator object)."""
-
-    def __init__(self, wrapped: Iterator[Any], observer: StreamObserver, started: float, fallback: str | None) -> None:
-        super().__init__(wrapped)
-        self._self_init(observer, started, fallback)
-        self._self_iterator: Iterator[Any] | None = None
 
     def __iter__(self) -> _SyncStream:
         return self
@@ -184,11 +179,6 @@ class _SyncStream(StreamProxy):
 
 class _AsyncStream(StreamProxy):
     """An async iterator (mistralai ``EventStreamAsync``, openai ``AsyncStream``)."""
-
-    def __init__(self, wrapped: Any, observer: StreamObserver, started: float, fallback: str | None) -> None:
-        super().__init__(wrapped)
-        self._self_init(observer, started, fallback)
-        self._self_iterator: Any = None
 
     def __aiter__(self) -> _AsyncStream:
         return self
@@ -268,21 +258,33 @@ class _AsyncGenerator(_AsyncStream):
 
 
 _NOT_STREAMS = (str, bytes, bytearray, dict, list, tuple, io.IOBase)
+_proxies: dict[type, type[StreamProxy] | None] = {}
+"""Which proxy a type of result gets (``None``: not a stream), decided once per type."""
+
+
+def _proxy_for(kind: type) -> type[StreamProxy] | None:
+    if issubclass(kind, StreamProxy) or issubclass(kind, _NOT_STREAMS):
+        return None
+    if issubclass(kind, types.GeneratorType):
+        return _Generator
+    if issubclass(kind, types.AsyncGeneratorType):
+        return _AsyncGenerator
+    if hasattr(kind, "__next__"):
+        return _SyncStream
+    if hasattr(kind, "__anext__"):
+        return _AsyncStream
+    return None
 
 
 def observe_stream(result: object, observer: StreamObserver, started: float, fallback: str | None) -> object | None:
     """A recording proxy for ``result`` if it is a stream (or the proxy it already is), else ``None``."""
-    if isinstance(result, types.GeneratorType):
-        return _Generator(result, observer, started, fallback)
-    if isinstance(result, types.AsyncGeneratorType):
-        return _AsyncGenerator(result, observer, started, fallback)
-    if isinstance(result, StreamProxy):
-        return result
     kind = type(result)
-    if isinstance(result, _NOT_STREAMS):
-        return None
-    if hasattr(kind, "__next__"):
-        return _SyncStream(result, observer, started, fallback)  # type: ignore[arg-type]
-    if hasattr(kind, "__anext__"):
-        return _AsyncStream(result, observer, started, fallback)
-    return None
+    try:
+        proxy = _proxies[kind]
+    except KeyError:
+        proxy = _proxy_for(kind)
+        if len(_proxies) < 10_000:
+            _proxies[kind] = proxy
+    if proxy is None:
+        return result if isinstance(result, StreamProxy) else None
+    return proxy(result, observer, started, fallback)

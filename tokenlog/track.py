@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 import wrapt
 
-from . import config, route, streams
+from . import _context, config, route, streams
 from .errors import SinkError, TokenlogWarning
 from .sinks import Sink, resolve_sink
 
@@ -199,6 +199,9 @@ def _sync_wrapper(tracker: Tracker) -> Any:
     def wrapper(wrapped: Callable[..., Any], instance: object, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         if not config.settings.enabled:
             return wrapped(*args, **kwargs)
+        if not _context.patching:  # no instrumented SDK method can be inside this call
+            started = perf_counter()
+            return tracker.observe(wrapped(*args, **kwargs), started, kwargs, None)
         call = Call(tracker)
         token = current_call.set(call)
         started = perf_counter()

@@ -1,0 +1,87 @@
+"""What @track_usage adds to a call, sink excluded (a no-op sink), against bare and wrapt baselines.
+
+Every call returns a fresh mistralai ``ChatCompletionResponse`` (built before the clock starts), so
+each call is recorded for real (no "already recorded" shortcut).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+import wrapt
+
+import tokenlog
+from benchmarks.common import Result, interleaved, per_call_us
+from tokenlog.extract import read_usage
+from tokenlog.instrument import _sync_wrapper
+from tokenlog.record import UsageRecord
+from tokenlog.track import Tracker
+
+
+class NoopSink:
+    """Receives records and does nothing: isolates tokenlog's own cost."""
+
+    def write(self, record: UsageRecord) -> None:
+        pass
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def responses(count: int) -> list[Any]:
+    """Fresh mistralai 3.x/2.x (else 1.x) chat responses, as the SDK returns them."""
+    try:
+        from mistralai.client.models import ChatCompletionResponse
+    except ImportError:  # mistralai 1.x
+        from mistralai.models import ChatCompletionResponse  # type: ignore[no-redef,attr-defined,unused-ignore]
+    payload = {
+        "id": "cmpl-1",
+        "object": "chat.completion",
+        "created": 1_700_000_000,
+        "model": "mistral-small-latest",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 12, "completion_tokens": 5, "total_tokens": 17},
+    }
+    return [ChatCompletionResponse.model_validate(payload) for _ in range(count)]
+
+
+def _passthrough(wrapped: Callable[..., Any], instance: object, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    return wrapped(*args, **kwargs)
+
+
+def run(calls: int, repeats: int) -> dict[str, Result]:
+    """Microseconds per call of each candidate."""
+    holder: list[Any] = []
+
+    def call(i: int) -> Any:
+        return holder[i]
+
+    @functools.wraps(call)
+    def closure(i: int) -> Any:
+        return call(i)
+
+    wrapt_passthrough = wrapt.decorator(_passthrough)(call)
+    tracked = tokenlog.track_usage(sinks=[NoopSink()])(call)
+    patched = wrapt.FunctionWrapper(call, _sync_wrapper(Tracker("bench", None, None, None)))
+
+    def timed(operation: Callable[[int], object]) -> Callable[[int], float]:
+        def go(_: int) -> float:
+            holder[:] = responses(calls)
+            return per_call_us(operation, calls)
+
+        return go
+
+    candidates = {
+        "bare call": timed(call),
+        "functools.wraps closure": timed(closure),
+        "wrapt.decorator pass-through": timed(wrapt_passthrough),
+        "instrumented SDK method, no session": timed(patched),
+        "read usage off a mistralai response": timed(lambda i: read_usage(holder[i])),
+        "@track_usage, no-op sink": timed(tracked),
+    }
+    return interleaved(candidates, repeats)
