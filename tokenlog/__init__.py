@@ -15,15 +15,28 @@ from .extract import extract_usage
 from .record import UsageRecord
 from .route import flush
 from .session import UsageSession, UsageTotals, usage_session
-from .sinks import BatchSink, CsvSink, MemorySink, Sink
+from .sinks import (
+    BatchSink,
+    CallbackSink,
+    CsvSink,
+    JsonlSink,
+    LoggingSink,
+    MemorySink,
+    Sink,
+    SqliteSink,
+)
 from .track import track_usage
 
 __all__ = [
     "BatchSink",
+    "CallbackSink",
     "CsvSink",
+    "JsonlSink",
+    "LoggingSink",
     "MemorySink",
     "Sink",
     "SinkError",
+    "SqliteSink",
     "TokenlogWarning",
     "UsageRecord",
     "UsageSession",

@@ -201,8 +201,9 @@ def usage_session(
 
     Works with ``with`` and ``async with``. asyncio tasks started inside the block belong to it;
     other threads do not, unless you :meth:`~UsageSession.bind` the function you hand them.
-    With ``sinks=[...]`` the block's rows go to those sinks instead of the defaults (a string
-    or path is a CSV file). ``tags`` are added to every record made inside.
+    With ``sinks=[...]`` the block's rows go to those sinks instead of the defaults (a path or
+    ``scheme://`` string names one, see :func:`~tokenlog.sinks.resolve_sink`). ``tags`` are
+    added to every record made inside.
 
     >>> import tokenlog
     >>> with tokenlog.usage_session("nightly", sinks=[tokenlog.MemorySink()]) as s:
