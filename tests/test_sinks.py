@@ -1,4 +1,4 @@
-"""LoggingSink, MemorySink, CallbackSink, and routing any mix of sinks."""
+"""LoggingSink, MemorySink, CallbackSink, capture_usage, and routing any mix of sinks."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from helpers import chat_response, read_rows
 
 import tokenlog
 from tokenlog import CallbackSink, LoggingSink, MemorySink, UsageRecord, track_usage, usage_session
+from tokenlog.testing import capture_usage
 
 WHEN = datetime(2023, 10, 27, 10, 30, 0, 123456, tzinfo=timezone.utc)
 
@@ -98,6 +99,50 @@ def test_callback_sink_refuses_something_it_cannot_call_and_an_async_function() 
         CallbackSink(42)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="async function"):
         CallbackSink(later)
+
+
+# -- capture_usage ---------------------------------------------------------------------------
+
+
+def test_capture_usage_collects_the_records_made_inside_and_writes_no_file() -> None:
+    with capture_usage() as records:
+        ask(1, 1)
+        ask(2, 2)
+    ask(3, 3)
+    assert [r.total_tokens for r in records] == [2, 4]
+    assert [row["TotalTokens"] for row in read_rows("mistral_usage_log.csv")] == ["6"]
+
+
+def test_capture_usage_sees_records_from_other_threads_and_every_routing() -> None:
+    sink = MemorySink()
+
+    @track_usage(sinks=[sink])
+    def routed() -> dict[str, object]:
+        return chat_response(7, 7)
+
+    with capture_usage() as records, usage_session("s") as session:
+        worker = threading.Thread(target=ask)
+        worker.start()
+        worker.join()
+        routed()
+    assert sorted(r.total_tokens for r in records) == [14, 15]
+    assert session.calls == 1  # the thread was outside the session; the capture still saw it
+    assert sink.records == []
+
+
+def test_capture_usage_with_write_also_writes_where_rows_would_go() -> None:
+    with capture_usage(write=True) as records:
+        ask(1, 1)
+    assert len(records) == 1
+    assert len(read_rows("mistral_usage_log.csv")) == 1
+
+
+def test_nested_captures_each_get_every_record() -> None:
+    with capture_usage() as outer:
+        ask(1, 1)
+        with capture_usage() as inner:
+            ask(2, 2)
+    assert ([r.total_tokens for r in outer], [r.total_tokens for r in inner]) == ([2, 4], [4])
 
 
 # -- routing a mix ------------------------------------------------------------------------------

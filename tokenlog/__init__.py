@@ -13,10 +13,11 @@ from .config import configure
 from .errors import SinkError, TokenlogWarning
 from .extract import extract_usage
 from .record import UsageRecord
-from .route import flush
+from .route import SinkStatus, flush, sink_status
 from .session import UsageSession, UsageTotals, usage_session
 from .sinks import (
     BatchSink,
+    BufferedSink,
     CallbackSink,
     CsvSink,
     JsonlSink,
@@ -29,6 +30,7 @@ from .track import track_usage
 
 __all__ = [
     "BatchSink",
+    "BufferedSink",
     "CallbackSink",
     "CsvSink",
     "JsonlSink",
@@ -36,6 +38,7 @@ __all__ = [
     "MemorySink",
     "Sink",
     "SinkError",
+    "SinkStatus",
     "SqliteSink",
     "TokenlogWarning",
     "UsageRecord",
@@ -45,6 +48,7 @@ __all__ = [
     "configure",
     "extract_usage",
     "flush",
+    "sink_status",
     "track_usage",
     "usage_session",
 ]

@@ -1,7 +1,8 @@
 """Where records go. A sink is any object with ``write(record)``, ``flush()`` and ``close()``.
 
 Built in: :class:`CsvSink` (the default), :class:`JsonlSink`, :class:`SqliteSink`,
-:class:`LoggingSink`, :class:`MemorySink` and :class:`CallbackSink`.
+:class:`LoggingSink`, :class:`MemorySink`, :class:`CallbackSink`, and :class:`BufferedSink` to
+batch any of them.
 :func:`resolve_sink` turns a path or ``scheme://`` string into one; other packages add schemes
 through the entry-point group ``tokenlog.sinks``.
 """
@@ -9,6 +10,7 @@ through the entry-point group ``tokenlog.sinks``.
 from __future__ import annotations
 
 from .base import BatchSink, Sink
+from .buffered import BufferedSink
 from .callback import CallbackSink
 from .csv import CsvSink
 from .jsonl import JsonlSink
@@ -20,6 +22,7 @@ from .sqlite import SqliteSink
 __all__ = [
     "ENTRY_POINT_GROUP",
     "BatchSink",
+    "BufferedSink",
     "CallbackSink",
     "CsvSink",
     "JsonlSink",
