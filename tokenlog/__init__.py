@@ -23,6 +23,7 @@ from .sinks import (
     JsonlSink,
     LoggingSink,
     MemorySink,
+    OpenTelemetrySink,
     Sink,
     SqliteSink,
 )
@@ -36,6 +37,7 @@ __all__ = [
     "JsonlSink",
     "LoggingSink",
     "MemorySink",
+    "OpenTelemetrySink",
     "Sink",
     "SinkError",
     "SinkStatus",

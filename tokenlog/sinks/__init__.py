@@ -1,8 +1,8 @@
 """Where records go. A sink is any object with ``write(record)``, ``flush()`` and ``close()``.
 
 Built in: :class:`CsvSink` (the default), :class:`JsonlSink`, :class:`SqliteSink`,
-:class:`LoggingSink`, :class:`MemorySink`, :class:`CallbackSink`, and :class:`BufferedSink` to
-batch any of them.
+:class:`LoggingSink`, :class:`MemorySink`, :class:`CallbackSink`, :class:`OpenTelemetrySink`
+(with ``tokenlog[otel]``), and :class:`BufferedSink` to batch any of them.
 :func:`resolve_sink` turns a path or ``scheme://`` string into one; other packages add schemes
 through the entry-point group ``tokenlog.sinks``.
 """
@@ -16,6 +16,7 @@ from .csv import CsvSink
 from .jsonl import JsonlSink
 from .logging import LoggingSink
 from .memory import MemorySink
+from .otel import OpenTelemetrySink
 from .resolve import ENTRY_POINT_GROUP, SinkSpec, resolve_sink
 from .sqlite import SqliteSink
 
@@ -28,6 +29,7 @@ __all__ = [
     "JsonlSink",
     "LoggingSink",
     "MemorySink",
+    "OpenTelemetrySink",
     "Sink",
     "SinkSpec",
     "SqliteSink",
