@@ -2,53 +2,23 @@
 
 from __future__ import annotations
 
-import multiprocessing
 from pathlib import Path
 
 import pytest
-from helpers import read_rows
+from helpers import check_writer_rows, read_rows, run_writer_processes
 
 PROCESSES = 8
 ROWS_PER_PROCESS = 2_000
 HEADER = "TimestampUTC,Model,PromptTokens,CompletionTokens,TotalTokens"
 
 
-def _writer(path: str, worker: int, start: multiprocessing.synchronize.Event) -> None:
-    import os
-
-    os.environ["TOKENLOG_FILE"] = path
-    import tokenlog
-
-    tokenlog.configure()
-
-    @tokenlog.track_usage
-    def ask(i: int) -> dict[str, object]:
-        return {
-            "model": f"model-{worker}",
-            "usage": {"prompt_tokens": worker, "completion_tokens": i, "total_tokens": worker + i},
-        }
-
-    start.wait()  # every process starts appending at the same moment, onto a file nobody created yet
-    for i in range(ROWS_PER_PROCESS):
-        ask(i)
-
-
-def _run_once(path: Path) -> None:
-    context = multiprocessing.get_context("spawn")
-    start = context.Event()
-    workers = [context.Process(target=_writer, args=(str(path), w, start)) for w in range(PROCESSES)]
-    for process in workers:
-        process.start()
-    start.set()
-    for process in workers:
-        process.join(timeout=120)
-        assert process.exitcode == 0
-
-
 @pytest.mark.parametrize("attempt", range(3))
-def test_eight_spawned_processes_share_one_csv_without_losing_or_garbling_a_row(tmp_path: Path, attempt: int) -> None:
+def test_eight_spawned_processes_share_one_csv_without_losing_or_garbling_a_row(
+    tmp_path: Path, attempt: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
     path = tmp_path / f"shared-{attempt}.csv"
-    _run_once(path)
+    monkeypatch.setenv("TOKENLOG_FILE", str(path))  # the spawned processes inherit it
+    run_writer_processes(None, processes=PROCESSES, rows=ROWS_PER_PROCESS)
 
     lines = path.read_text().split("\n")
     assert lines[-1] == ""  # the file ends with a line break
@@ -58,14 +28,8 @@ def test_eight_spawned_processes_share_one_csv_without_losing_or_garbling_a_row(
 
     rows = read_rows(path)
     assert all(len(row) == 5 and None not in row for row in rows)
-    by_worker: dict[int, list[int]] = {}
-    for row in rows:
-        worker, completion = int(row["PromptTokens"]), int(row["CompletionTokens"])
-        assert row["Model"] == f"model-{worker}"
-        assert int(row["TotalTokens"]) == worker + completion
-        by_worker.setdefault(worker, []).append(completion)
-    # every process wrote each of its rows exactly once, in its own order
-    assert by_worker == {w: list(range(ROWS_PER_PROCESS)) for w in range(PROCESSES)}
-    assert sum(int(r["TotalTokens"]) for r in rows) == sum(
+    as_numbers = [(r["Model"], int(r["PromptTokens"]), int(r["CompletionTokens"]), int(r["TotalTokens"])) for r in rows]
+    check_writer_rows(as_numbers, processes=PROCESSES, per_process=ROWS_PER_PROCESS)
+    assert sum(total for *_, total in as_numbers) == sum(
         w + i for w in range(PROCESSES) for i in range(ROWS_PER_PROCESS)
     )

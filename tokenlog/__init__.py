@@ -14,17 +14,35 @@ from .errors import SinkError, TokenlogWarning
 from .extract import extract_usage
 from .instrument import instrument, is_instrumented, uninstrument
 from .record import UsageRecord
-from .route import flush
+from .route import SinkStatus, flush, sink_status
 from .session import UsageSession, UsageTotals, usage_session
-from .sinks import BatchSink, CsvSink, MemorySink, Sink
+from .sinks import (
+    BatchSink,
+    BufferedSink,
+    CallbackSink,
+    CsvSink,
+    JsonlSink,
+    LoggingSink,
+    MemorySink,
+    OpenTelemetrySink,
+    Sink,
+    SqliteSink,
+)
 from .track import track_usage
 
 __all__ = [
     "BatchSink",
+    "BufferedSink",
+    "CallbackSink",
     "CsvSink",
+    "JsonlSink",
+    "LoggingSink",
     "MemorySink",
+    "OpenTelemetrySink",
     "Sink",
     "SinkError",
+    "SinkStatus",
+    "SqliteSink",
     "TokenlogWarning",
     "UsageRecord",
     "UsageSession",
@@ -35,6 +53,7 @@ __all__ = [
     "flush",
     "instrument",
     "is_instrumented",
+    "sink_status",
     "track_usage",
     "uninstrument",
     "usage_session",

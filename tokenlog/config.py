@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
     from .route import GuardedSink
-    from .sinks.base import Sink
+    from .sinks import SinkSpec
 
 __all__ = ["configure", "default_sinks"]
 
@@ -52,15 +52,16 @@ _lock = threading.Lock()
 
 def configure(
     *,
-    sinks: Iterable[Sink | str | os.PathLike[str]] | None = None,
+    sinks: Iterable[SinkSpec] | None = None,
     on_error: OnError | None = None,
     enabled: bool | None = None,
 ) -> None:
     """Set where records go by default and how sink failures are handled.
 
     Every call starts again from the environment, so ``configure()`` with no arguments
-    restores the defaults. ``sinks`` replaces the default CSV file (a string or path is a CSV
-    file; ``[]`` writes nowhere, sessions still count). ``on_error="warn"`` (the default) keeps
+    restores the defaults. ``sinks`` replaces the default CSV file: sink objects, paths and
+    ``scheme://`` strings in any mix (see :func:`~tokenlog.sinks.resolve_sink`; ``[]`` writes
+    nowhere, sessions still count). ``on_error="warn"`` (the default) keeps
     a failing sink's rows and warns once; ``"raise"`` raises :class:`~tokenlog.SinkError` into
     the call. ``enabled=False`` records nothing.
 

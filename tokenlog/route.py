@@ -18,21 +18,24 @@ import types
 import warnings
 import weakref
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
 from . import config
 from ._context import open_sessions
+from ._fork import reset_after_fork
 from .errors import SinkError, TokenlogWarning
 from .extract import read_usage
 from .record import _EMPTY_TAGS, UsageRecord, trusted_record
 from .sinks.base import Sink
+from .sinks.buffered import flush_buffers
 
 if TYPE_CHECKING:
     from .session import UsageSession
 
-__all__ = ["GuardedSink", "flush", "guard", "record_response"]
+__all__ = ["GuardedSink", "SinkStatus", "flush", "guard", "record_response", "sink_status"]
 
 log = logging.getLogger("tokenlog")
 
@@ -75,8 +78,20 @@ def record_response(
         return earlier
     for session in stack:
         session._add(record)
+    captures = _captures
+    if captures:
+        for capture in captures:
+            capture.records.append(record)
+        if not all(capture.write for capture in captures):
+            return record
+    errors: list[Exception] = []
     for sink in _destinations(sinks, stack):
-        sink.write(record)
+        try:
+            sink.write(record)
+        except Exception as exc:  # strict mode: the other sinks still get the record
+            errors.append(exc)
+    if errors:
+        raise errors[0]
     return record
 
 
@@ -158,96 +173,211 @@ class GuardedSink:
     """A sink plus what keeps its failures away from the caller: a retry buffer and a warning.
 
     One guard exists per sink object, so that every route to a sink shares its order.
+    ``pending`` holds the rows kept while the sink fails (oldest first), ``lost`` counts those
+    dropped past :data:`MAX_PENDING`; :func:`sink_status` reports both for every sink.
     """
 
     def __init__(self, sink: Sink) -> None:
         self.sink = sink
         self.pending: deque[UsageRecord] = deque()
         self.lost = 0
+        self.last_error: str | None = None
         self._failures = 0
         self._retry_at = 0.0
         self._lock = threading.Lock()
+        reset_after_fork(self)
 
     def __repr__(self) -> str:
         return f"GuardedSink({self.sink!r}, pending={len(self.pending)}, lost={self.lost})"
 
     def write(self, record: UsageRecord) -> None:
         """Write ``record``, or keep it (in order) for a later retry; raise only in strict mode."""
+        self.write_many((record,))
+
+    def write_many(self, records: Sequence[UsageRecord], *, strict: bool | None = None) -> None:
+        """Write ``records`` in order after any kept ones, or keep them for a later retry.
+
+        ``strict`` (default: strict mode is on) raises :class:`~tokenlog.SinkError` instead of
+        keeping rows the sink refused.
+        """
+        if strict is None:
+            strict = config.settings.on_error == "raise"
         with self._lock:
             if self.pending and not self._retry(force=False):
-                self._keep(record)
+                self._keep(records)
                 return
+            rows = deque(records)
             try:
-                self.sink.write(record)
+                _write_in_order(self.sink, rows)
             except Exception as exc:
-                if config.settings.on_error == "raise":
+                if strict:
                     raise _as_sink_error(self.sink, exc) from exc
+                self._keep(rows)  # before warning: a warnings filter set to "error" must not lose them
                 self._failed(exc)
-                self._keep(record)
 
     def retry(self) -> bool:
         """Try to write the pending rows now; True if none are left."""
         with self._lock:
             return self._retry(force=True)
 
+    def status(self) -> SinkStatus:
+        """How this sink is doing: rows pending, rows lost, whether it is failing now."""
+        with self._lock:
+            return SinkStatus(self.sink, len(self.pending), self.lost, self._failures > 0, self.last_error)
+
+    def _retry_if_due(self) -> None:
+        with self._lock:
+            self._retry(force=False)
+
     def _retry(self, *, force: bool) -> bool:
         if not self.pending:
+            self._recovered(0)
             return True
         if not force and time.monotonic() < self._retry_at:
             return False
         count = len(self.pending)
         try:
-            write_many = getattr(self.sink, "write_many", None)
-            if write_many is not None:
-                write_many(list(self.pending))
-                self.pending.clear()
-            else:
-                while self.pending:
-                    self.sink.write(self.pending[0])
-                    self.pending.popleft()
+            _write_in_order(self.sink, self.pending)
         except Exception as exc:
             self._failed(exc)
             return False
-        self._failures = 0
-        _failing.discard(self)
-        log.info("tokenlog: %r works again; wrote %d pending rows", self.sink, count)
+        self._recovered(count)
         return True
 
     def _failed(self, exc: BaseException) -> None:
-        if self._failures == 0:
-            warnings.warn(
-                f"{_as_sink_error(self.sink, exc)}; tokenlog keeps the rows and retries (your call is unaffected)",
-                TokenlogWarning,
-                stacklevel=5,
-            )
-            log.warning("tokenlog: %r failed: %s", self.sink, exc)
+        self.last_error = str(_as_sink_error(self.sink, exc))
         self._failures += 1
         self._retry_at = time.monotonic() + min(30.0, 0.05 * 2 ** min(self._failures, 10))
-        _failing.add(self)
+        _retrier.add(self)
+        if self._failures == 1:
+            log.warning("tokenlog: %r failed: %s", self.sink, exc)
+            warnings.warn(
+                f"{self.last_error}; tokenlog keeps the rows and retries (your call is unaffected)",
+                TokenlogWarning,
+                stacklevel=6,
+            )
 
-    def _keep(self, record: UsageRecord) -> None:
-        if len(self.pending) >= MAX_PENDING:
-            self.pending.popleft()
-            self.lost += 1
-            if self.lost == 1 or self.lost % 10_000 == 0:
-                message = f"{self.sink!r} has failed for {MAX_PENDING} rows; {self.lost} rows lost so far"
-                warnings.warn(message, TokenlogWarning, stacklevel=5)
-                log.error("tokenlog: %s", message)
-        self.pending.append(record)
+    def _recovered(self, written: int) -> None:
+        if self._failures:
+            self._failures = 0
+            _retrier.discard(self)
+            log.info("tokenlog: %r works again; wrote %d pending rows", self.sink, written)
+
+    def _keep(self, records: Iterable[UsageRecord]) -> None:
+        for record in records:
+            if len(self.pending) >= MAX_PENDING:
+                self.pending.popleft()
+                self.lost += 1
+                if self.lost == 1 or self.lost % 10_000 == 0:
+                    message = f"{self.sink!r} has failed for {MAX_PENDING} rows; {self.lost} rows lost so far"
+                    log.error("tokenlog: %s", message)
+                    warnings.warn(message, TokenlogWarning, stacklevel=6)
+            self.pending.append(record)
 
     def _after_fork_in_child(self) -> None:
         # The parent still owns its pending rows; a child that wrote them too would duplicate them.
         self._lock = threading.Lock()
         self.pending.clear()
+        self._failures = 0
+
+
+@dataclass(frozen=True)
+class SinkStatus:
+    """One sink's health, from :func:`tokenlog.sink_status`.
+
+    ``pending``: rows kept because the sink failed, waiting for a retry. ``lost``: rows dropped
+    because more than :data:`MAX_PENDING` were pending (each loss was also warned about).
+    ``failing``: the last attempt to write failed. ``last_error``: what it said.
+    """
+
+    sink: Sink
+    pending: int
+    lost: int
+    failing: bool
+    last_error: str | None
+
+
+def sink_status() -> list[SinkStatus]:
+    """The health of every sink tokenlog has written to (and that still exists), oldest first.
+
+    >>> import tokenlog
+    >>> sink = tokenlog.MemorySink()
+    >>> with tokenlog.usage_session(sinks=[sink]) as s:
+    ...     _ = s.record({"model": "m", "usage": {"prompt_tokens": 1, "completion_tokens": 1}})
+    >>> [(st.pending, st.lost, st.failing) for st in tokenlog.sink_status() if st.sink is sink]
+    [(0, 0, False)]
+    """
+    with _guards_lock:
+        guards = list(_guards.values())
+    return [guarded.status() for guarded in guards]
+
+
+def _write_in_order(sink: Sink, rows: deque[UsageRecord]) -> None:
+    """Write ``rows`` to ``sink``, removing each from ``rows`` once it is stored."""
+    write_many = getattr(sink, "write_many", None) if len(rows) > 1 else None
+    if write_many is not None:
+        write_many(list(rows))
+        rows.clear()
+        return
+    while rows:
+        sink.write(rows[0])
+        rows.popleft()
 
 
 def _as_sink_error(sink: object, exc: BaseException) -> SinkError:
     return exc if isinstance(exc, SinkError) else SinkError(f"{sink!r} failed: {exc!r}")
 
 
+class _Retrier:
+    """Retries failing sinks from a daemon thread, so kept rows are written once a sink works
+    again even if no new record comes along. The thread runs only while some sink is failing."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._failing: set[GuardedSink] = set()  # held strongly until their rows are written
+        self._thread: threading.Thread | None = None
+        reset_after_fork(self)
+
+    def add(self, guarded: GuardedSink) -> None:
+        with self._cond:
+            self._failing.add(guarded)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="tokenlog-retry", daemon=True)
+                self._thread.start()
+            self._cond.notify()
+
+    def discard(self, guarded: GuardedSink) -> None:
+        with self._cond:
+            self._failing.discard(guarded)
+
+    def failing(self) -> list[GuardedSink]:
+        with self._cond:
+            return list(self._failing)
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                if not self._failing:
+                    self._thread = None
+                    return
+                now = time.monotonic()
+                wait = min(guarded._retry_at for guarded in self._failing) - now
+                if wait > 0:
+                    self._cond.wait(min(wait, 30.0))
+                    continue
+                due = [guarded for guarded in self._failing if guarded._retry_at <= now]
+            for guarded in due:
+                guarded._retry_if_due()
+
+    def _after_fork_in_child(self) -> None:
+        self._cond = threading.Condition()
+        self._failing = set()
+        self._thread = None
+
+
+_retrier = _Retrier()
 _guards: weakref.WeakValueDictionary[int, GuardedSink] = weakref.WeakValueDictionary()
 _guards_lock = threading.Lock()
-_failing: set[GuardedSink] = set()  # held strongly until their rows are written
 
 
 def guard(sink: Sink) -> GuardedSink:
@@ -268,6 +398,34 @@ def guard(sink: Sink) -> GuardedSink:
 def guard_all(sinks: Iterable[Sink]) -> tuple[GuardedSink, ...]:
     """Guards for several sinks, in order."""
     return tuple(guard(sink) for sink in sinks)
+
+
+class _Capture:
+    """Records made while a :func:`tokenlog.testing.capture_usage` block is open."""
+
+    def __init__(self, write: bool) -> None:
+        self.records: list[UsageRecord] = []
+        self.write = write
+
+
+_captures: tuple[_Capture, ...] = ()  # replaced, never changed in place: read without a lock
+_captures_lock = threading.Lock()
+
+
+def start_capture(*, write: bool) -> _Capture:
+    """Send a copy of every record to a new capture (and, unless ``write``, nowhere else)."""
+    global _captures
+    capture = _Capture(write)
+    with _captures_lock:
+        _captures = (*_captures, capture)
+    return capture
+
+
+def stop_capture(capture: _Capture) -> None:
+    """End a capture begun with :func:`start_capture`."""
+    global _captures
+    with _captures_lock:
+        _captures = tuple(c for c in _captures if c is not capture)
 
 
 def _write_fallback(pending: list[GuardedSink]) -> None:
@@ -292,13 +450,15 @@ def _write_fallback(pending: list[GuardedSink]) -> None:
 
 
 def flush() -> None:
-    """Write now what failing sinks are holding back, and flush the default sinks.
+    """Write now what buffered and failing sinks are holding back, and flush the default sinks.
 
-    tokenlog retries on its own (with each new record, and at exit); call this when you know
-    the cause is gone (space freed, lock released) or before you read the log yourself.
-    Returns nothing; rows that still cannot be written stay pending.
+    tokenlog retries on its own (with each new record, in the background, and at exit); call
+    this when you know the cause is gone (space freed, lock released) or before you read the
+    log yourself. Returns nothing; rows that still cannot be written stay pending (see
+    :func:`sink_status`).
     """
-    for guarded in list(_failing):
+    flush_buffers()
+    for guarded in _retrier.failing():
         guarded.retry()
     for guarded in config.created_default_sinks():
         try:
@@ -310,19 +470,9 @@ def flush() -> None:
 @atexit.register
 def _at_exit() -> None:
     flush()
-    still = [guarded for guarded in _failing if guarded.pending]
+    still = [guarded for guarded in _retrier.failing() if guarded.pending]
     if still:
         _write_fallback(still)
         for guarded in still:
             guarded.pending.clear()
-        _failing.clear()
-
-
-def _reset_after_fork() -> None:
-    for guarded in list(_guards.values()):
-        guarded._after_fork_in_child()
-    _failing.clear()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_reset_after_fork)
+            _retrier.discard(guarded)

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import ParamSpec, TypeVar
 
-from . import route
+from . import config, route
 from ._context import open_sessions
 from .instrument import ensure_patched
 from .record import UsageRecord
@@ -186,7 +186,8 @@ class UsageSession:
         self.__exit__(*exc_info)
 
     def _finish(self) -> None:
-        for guarded in self._sinks or ():
+        # The sinks this block's rows went to: write what they hold back (kept or buffered rows).
+        for guarded in self._sinks if self._sinks is not None else config.created_default_sinks():
             guarded.retry()
             try:
                 guarded.sink.flush()
@@ -207,8 +208,10 @@ def usage_session(
 
     Works with ``with`` and ``async with``. asyncio tasks started inside the block belong to it;
     other threads do not, unless you :meth:`~UsageSession.bind` the function you hand them.
-    With ``sinks=[...]`` the block's rows go to those sinks instead of the defaults (a string
-    or path is a CSV file). ``tags`` are added to every record made inside.
+    With ``sinks=[...]`` the block's rows go to those sinks instead of the defaults (a path or
+    ``scheme://`` string names one, see :func:`~tokenlog.sinks.resolve_sink`); when the block
+    ends, the sinks its rows went to write what they hold back. ``tags`` are added to every
+    record made inside.
 
     With ``instrument=True`` (the default) the SDK methods tokenlog knows (see
     :mod:`tokenlog.instrument`) are recorded inside the block with no decorator; pass

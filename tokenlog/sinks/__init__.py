@@ -1,20 +1,37 @@
-"""Where records go. A sink is any object with ``write(record)``, ``flush()`` and ``close()``."""
+"""Where records go. A sink is any object with ``write(record)``, ``flush()`` and ``close()``.
+
+Built in: :class:`CsvSink` (the default), :class:`JsonlSink`, :class:`SqliteSink`,
+:class:`LoggingSink`, :class:`MemorySink`, :class:`CallbackSink`, :class:`OpenTelemetrySink`
+(with ``tokenlog[otel]``), and :class:`BufferedSink` to batch any of them.
+:func:`resolve_sink` turns a path or ``scheme://`` string into one; other packages add schemes
+through the entry-point group ``tokenlog.sinks``.
+"""
 
 from __future__ import annotations
 
-import os
-
 from .base import BatchSink, Sink
+from .buffered import BufferedSink
+from .callback import CallbackSink
 from .csv import CsvSink
+from .jsonl import JsonlSink
+from .logging import LoggingSink
 from .memory import MemorySink
+from .otel import OpenTelemetrySink
+from .resolve import ENTRY_POINT_GROUP, SinkSpec, resolve_sink
+from .sqlite import SqliteSink
 
-__all__ = ["BatchSink", "CsvSink", "MemorySink", "Sink", "resolve_sink"]
-
-
-def resolve_sink(spec: Sink | str | os.PathLike[str]) -> Sink:
-    """A sink for ``spec``: a sink object as is, a string or path as the CSV file it names."""
-    if isinstance(spec, (str, os.PathLike)):
-        return CsvSink(spec)
-    if callable(getattr(spec, "write", None)):
-        return spec
-    raise TypeError(f"{spec!r} is not a sink: pass an object with write(record), or a CSV file path")
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "BatchSink",
+    "BufferedSink",
+    "CallbackSink",
+    "CsvSink",
+    "JsonlSink",
+    "LoggingSink",
+    "MemorySink",
+    "OpenTelemetrySink",
+    "Sink",
+    "SinkSpec",
+    "SqliteSink",
+    "resolve_sink",
+]

@@ -16,7 +16,8 @@ class Sink(Protocol):
 
     ``write`` may raise: tokenlog keeps the record and retries later, and your call never sees
     the error (unless you asked for strict mode). A sink owns its resources and its locking;
-    it may be called from several threads at once.
+    it may be called from several threads at once. Add ``write_many`` (:class:`BatchSink`) to
+    take kept rows and :class:`~tokenlog.BufferedSink` batches in one go.
 
     >>> class PrintSink:
     ...     def write(self, record: UsageRecord) -> None:
@@ -39,7 +40,7 @@ class Sink(Protocol):
 
 @runtime_checkable
 class BatchSink(Sink, Protocol):
-    """A sink that can also store several records in one go (used to flush retries)."""
+    """A sink that can also store several records in one go (kept rows, buffered batches)."""
 
     def write_many(self, records: Iterable[UsageRecord]) -> None:
         """Store all ``records`` in order, or none of them, or raise."""

@@ -1,26 +1,21 @@
 """CsvSink: the default sink, one CSV file that any number of processes can append to.
 
-Every append takes an exclusive OS lock (portalocker, ``flock`` on POSIX) on the file itself,
-looks at the file (empty? header? does it end with a newline?), writes the header and the
-rows with one ``os.write``, and unlocks. The lock is held only for that one append.
+Every append goes through :class:`~tokenlog.sinks._append.LockedAppendFile` (an exclusive OS
+lock held for that one append); under the lock this sink looks at the file (empty? which
+header? does it end with a newline?) and composes the header and the rows.
 """
 
 from __future__ import annotations
 
-import contextlib
-import errno
-import json
+import functools
 import os
-import threading
-import time
 import warnings
-import weakref
 from collections.abc import Callable, Iterable, Sequence
 
-import portalocker
-
-from ..errors import SinkError, TokenlogWarning
+from ..errors import TokenlogWarning
 from ..record import UsageRecord
+from ._append import AppendState, LockedAppendFile
+from ._fields import iso_timestamp, tags_json
 
 __all__ = ["EXTRA_COLUMNS", "MANDATORY_COLUMNS", "CsvSink"]
 
@@ -32,7 +27,6 @@ EXTRA_COLUMNS = ("Session", "Function", "LatencyMs", "RequestId", "Tags")
 
 _BOM = b"\xef\xbb\xbf"
 _HEAD_BYTES = 65536
-_LOCK_FLAGS = portalocker.LockFlags.EXCLUSIVE | portalocker.LockFlags.NON_BLOCKING
 
 
 def _quote(value: str) -> str:
@@ -47,7 +41,7 @@ def _text(value: str | None) -> str:
 
 
 _CELLS: dict[str, Callable[[UsageRecord], str]] = {
-    "TimestampUTC": lambda r: r.timestamp.isoformat(timespec="microseconds"),
+    "TimestampUTC": iso_timestamp,
     "Model": lambda r: _quote(r.model),
     "PromptTokens": lambda r: str(r.prompt_tokens),
     "CompletionTokens": lambda r: str(r.completion_tokens),
@@ -56,7 +50,7 @@ _CELLS: dict[str, Callable[[UsageRecord], str]] = {
     "Function": lambda r: _text(r.function),
     "LatencyMs": lambda r: "" if r.latency_ms is None else f"{r.latency_ms:.3f}",
     "RequestId": lambda r: _text(r.request_id),
-    "Tags": lambda r: _quote(json.dumps(dict(r.tags), sort_keys=True, separators=(",", ":"))) if r.tags else "",
+    "Tags": lambda r: _quote(tags_json(r)) if r.tags else "",
 }
 
 
@@ -112,14 +106,11 @@ class CsvSink:
         self.columns = MANDATORY_COLUMNS + extra
         self.lock_timeout = lock_timeout
         self._header = (",".join(self.columns) + "\n").encode()
-        self._lock = threading.Lock()
-        self._fd: int | None = None
-        self._file_id: tuple[int, int] | None = None  # (st_dev, st_ino) whose header was checked
+        self._file = LockedAppendFile(self.path, lock_timeout)
+        # Read and changed only under the file's lock, in _compose:
         self._layout: tuple[str, ...] | None = self.columns  # None: rows go to the side file
         self._newline = "\n"
-        self._end = -1  # file size after our last append: if unchanged, it ends with a newline
         self._side_sink: CsvSink | None = None
-        _open_sinks.add(self)
 
     def __repr__(self) -> str:
         return f"CsvSink({self.path!r})"
@@ -131,17 +122,7 @@ class CsvSink:
     def write_many(self, records: Iterable[UsageRecord]) -> None:
         """Append rows in order, all in one locked write."""
         batch = tuple(records)
-        if not batch:
-            return
-        with self._lock:
-            try:
-                diverted = self._append(batch)
-            except SinkError:
-                raise
-            except (OSError, portalocker.LockException) as exc:
-                self._forget_file()
-                raise SinkError(f"cannot append to {self.path}: {_reason(exc)}") from exc
-        if diverted:
+        if batch and not self._file.append(functools.partial(self._compose, batch)):
             self._side().write_many(batch)
 
     def flush(self) -> None:
@@ -149,82 +130,35 @@ class CsvSink:
 
     def close(self) -> None:
         """Close the file; a later :meth:`write` opens it again."""
-        with self._lock:
-            self._forget_file()
+        self._file.close()
         if self._side_sink is not None:
             self._side_sink.close()
 
-    # -- the locked append -------------------------------------------------------------------
+    # -- what one append writes ----------------------------------------------------------------
 
-    def _append(self, records: tuple[UsageRecord, ...]) -> bool:
-        """Append under the file lock; return True if the file's header sends rows elsewhere."""
-        fd = self._locked_fd()
-        try:
-            stat = os.fstat(fd)
-            size = stat.st_size
-            file_id = (stat.st_dev, stat.st_ino)
-            if size and file_id != self._file_id:
-                size = self._inspect(fd, size)
-            self._file_id = file_id
-            if self._layout is None:
-                return True
-            if size == 0:
-                self._layout, self._newline = self.columns, "\n"
-                prefix = self._header
-            elif size == self._end or os.pread(fd, 1, size - 1) == b"\n":
-                prefix = b""
-            else:
-                prefix = self._newline.encode()  # a writer died mid-line: never glue onto it
-            data = prefix + self._encode(records)
-            self._write_whole(fd, data, size)
-            self._end = size + len(data)
-            return False
-        finally:
-            portalocker.unlock(fd)
+    def _compose(self, records: tuple[UsageRecord, ...], state: AppendState) -> bytes | None:
+        """Header and rows for the file as it is now; ``None`` if its header sends rows elsewhere."""
+        if state.size and state.new_file:
+            self._inspect(state)
+        if self._layout is None:
+            return None
+        if state.size == 0:
+            self._layout, self._newline = self.columns, "\n"
+            prefix = self._header
+        elif state.ends_with_newline():
+            prefix = b""
+        else:
+            prefix = self._newline.encode()  # a writer died mid-line: never glue onto it
+        return prefix + self._encode(records)
 
-    def _locked_fd(self) -> int:
-        """Open (or reopen) the file and take its lock; follow the path if the file was deleted."""
-        for _ in range(3):
-            if self._fd is None:
-                self._fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
-                self._file_id, self._end, self._layout = None, -1, self.columns
-            self._acquire(self._fd)
-            if os.fstat(self._fd).st_nlink > 0:
-                return self._fd
-            portalocker.unlock(self._fd)  # deleted or replaced since we opened it: open the path again
-            self._forget_file()
-        raise SinkError(f"cannot append to {self.path}: the file keeps disappearing")
-
-    def _acquire(self, fd: int) -> None:
-        """Take the exclusive lock, waiting at most ``lock_timeout`` seconds."""
-        try:
-            portalocker.lock(fd, _LOCK_FLAGS)
-            return
-        except portalocker.AlreadyLocked:
-            pass
-        deadline = time.monotonic() + self.lock_timeout
-        delay = 0.00005
-        while True:
-            time.sleep(delay)
-            try:
-                portalocker.lock(fd, _LOCK_FLAGS)
-                return
-            except portalocker.AlreadyLocked:
-                if time.monotonic() >= deadline:
-                    raise SinkError(
-                        f"cannot append to {self.path}: another process held its lock for more than "
-                        f"{self.lock_timeout:g} s"
-                    ) from None
-            delay = min(delay * 2, 0.005)
-
-    def _inspect(self, fd: int, size: int) -> int:
-        """Check the header of a file we have not seen yet; return its usable size."""
-        head = os.pread(fd, _HEAD_BYTES, 0)
+    def _inspect(self, state: AppendState) -> None:
+        """Check the header of a file we have not seen yet."""
+        head = os.pread(state.fd, _HEAD_BYTES, 0)
         end = head.find(b"\n")
         if end < 0:
-            if size <= len(head) and self._header.startswith(head.removeprefix(_BOM)):
-                os.ftruncate(fd, 0)  # only a header cut short by a killed writer: start afresh
-                return 0
+            if state.size <= len(head) and self._header.startswith(head.removeprefix(_BOM)):
+                state.cut(0)  # only a header cut short by a killed writer: start afresh
+                return
             first = head
         else:
             first = head[:end]
@@ -245,7 +179,6 @@ class CsvSink:
                 f"{self.path} has the header {found[:200]!r}, not {','.join(self.columns)!r}; rows go to "
                 f"{self._side_path()} instead, so that no row is misaligned"
             )
-        return size
 
     def _encode(self, records: tuple[UsageRecord, ...]) -> bytes:
         assert self._layout is not None
@@ -255,20 +188,6 @@ class CsvSink:
         except UnicodeEncodeError:
             _warn(f"a row for {self.path} holds text that is not valid Unicode; it is written escaped")
             return text.encode("utf-8", "backslashreplace")
-
-    def _write_whole(self, fd: int, data: bytes, size: int) -> None:
-        """Write all of ``data``; if that fails part-way, cut the file back to ``size``."""
-        try:
-            written = os.write(fd, data)
-            while written < len(data):  # a short write: the next call names the reason (ENOSPC, EFBIG)
-                step = os.write(fd, data[written:])
-                if step == 0:
-                    raise OSError(errno.EIO, f"only {written} of {len(data)} bytes could be written")
-                written += step
-        except OSError:
-            with contextlib.suppress(OSError):
-                os.ftruncate(fd, size)  # we hold the lock, so nobody else wrote past `size`
-            raise
 
     # -- helpers -----------------------------------------------------------------------------
 
@@ -281,39 +200,10 @@ class CsvSink:
             self._side_sink = CsvSink(self._side_path(), extra_fields=self.extra_fields, lock_timeout=self.lock_timeout)
         return self._side_sink
 
-    def _forget_file(self) -> None:
-        if self._fd is not None:
-            with contextlib.suppress(OSError):
-                os.close(self._fd)
-        self._fd, self._file_id, self._end = None, None, -1
-
-    def _after_fork_in_child(self) -> None:
-        # The child shares the parent's open file description, and so its lock: open our own.
-        self._lock = threading.Lock()
-        self._forget_file()
-
 
 def _known_and_unique(columns: tuple[str, ...]) -> bool:
     return len(set(columns)) == len(columns) and all(column in _CELLS for column in columns)
 
 
-def _reason(exc: BaseException) -> str:
-    if isinstance(exc, OSError) and exc.strerror:
-        return exc.strerror
-    return str(exc) or type(exc).__name__
-
-
 def _warn(message: str) -> None:
-    warnings.warn(message, TokenlogWarning, stacklevel=4)
-
-
-_open_sinks: weakref.WeakSet[CsvSink] = weakref.WeakSet()
-
-
-def _reset_after_fork() -> None:
-    for sink in list(_open_sinks):
-        sink._after_fork_in_child()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_reset_after_fork)
+    warnings.warn(message, TokenlogWarning, stacklevel=5)

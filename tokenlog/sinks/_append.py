@@ -1,0 +1,168 @@
+"""A file that any number of threads and processes append to: what CsvSink and JsonlSink share.
+
+Every append opens the file once (``O_APPEND``, kept open), takes an exclusive OS lock on it
+(portalocker, ``flock`` on POSIX), lets the sink look at the file and compose its bytes, writes
+them with one ``os.write`` (cutting the file back if that fails half-way), and unlocks. The
+lock is held only for that one append.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import threading
+import time
+from collections.abc import Callable
+
+import portalocker
+
+from .._fork import reset_after_fork
+from ..errors import SinkError
+
+__all__ = ["AppendState", "LockedAppendFile"]
+
+_LOCK_FLAGS = portalocker.LockFlags.EXCLUSIVE | portalocker.LockFlags.NON_BLOCKING
+
+
+class AppendState:
+    """What a sink sees of the file while it holds the lock, to decide what to append."""
+
+    __slots__ = ("_end", "fd", "new_file", "size")
+
+    def __init__(self, fd: int, size: int, new_file: bool, end: int) -> None:
+        self.fd = fd
+        self.size = size
+        self.new_file = new_file  # a file this appender has not looked at yet (first use, replaced, reopened)
+        self._end = end
+
+    def ends_with_newline(self) -> bool:
+        """True if the file is empty or its last byte is a line break (no writer died mid-line)."""
+        return self.size == 0 or self.size == self._end or os.pread(self.fd, 1, self.size - 1) == b"\n"
+
+    def cut(self, size: int) -> None:
+        """Truncate the file to ``size`` bytes (we hold the lock, so nobody else is writing)."""
+        os.ftruncate(self.fd, size)
+        self.size = size
+
+
+Compose = Callable[[AppendState], "bytes | None"]
+
+
+class LockedAppendFile:
+    """Appends whole chunks of bytes to ``path`` under an exclusive lock, whatever else writes to it.
+
+    ``path`` must already be absolute. A deleted or replaced file is followed: the path is opened
+    again. Failures become :class:`~tokenlog.SinkError` naming the file and the cause.
+    """
+
+    def __init__(self, path: str, lock_timeout: float) -> None:
+        self.path = path
+        self.lock_timeout = lock_timeout
+        self._lock = threading.Lock()
+        self._fd: int | None = None
+        self._file_id: tuple[int, int] | None = None  # (st_dev, st_ino) the sink has looked at
+        self._end = -1  # file size after our last append: if unchanged, it ends with a newline
+        reset_after_fork(self)
+
+    def append(self, compose: Compose) -> bool:
+        """Lock, ask ``compose`` for the bytes to write, write them whole, unlock.
+
+        Returns False if ``compose`` returned ``None`` (nothing to write here).
+        """
+        with self._lock:
+            try:
+                return self._append(compose)
+            except SinkError:
+                raise
+            except (OSError, portalocker.LockException) as exc:
+                self._forget_file()
+                raise SinkError(f"cannot append to {self.path}: {_reason(exc)}") from exc
+
+    def close(self) -> None:
+        """Close the file; the next append opens it again."""
+        with self._lock:
+            self._forget_file()
+
+    def _append(self, compose: Compose) -> bool:
+        fd = self._locked_fd()
+        try:
+            stat = os.fstat(fd)
+            file_id = (stat.st_dev, stat.st_ino)
+            state = AppendState(fd, stat.st_size, file_id != self._file_id, self._end)
+            data = compose(state)
+            self._file_id = file_id
+            if data is None:
+                return False
+            self._write_whole(fd, data, state.size)
+            self._end = state.size + len(data)
+            return True
+        finally:
+            portalocker.unlock(fd)
+
+    def _locked_fd(self) -> int:
+        """Open (or reopen) the file and take its lock; follow the path if the file was deleted."""
+        for _ in range(3):
+            if self._fd is None:
+                self._fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+                self._file_id, self._end = None, -1
+            self._acquire(self._fd)
+            if os.fstat(self._fd).st_nlink > 0:
+                return self._fd
+            portalocker.unlock(self._fd)  # deleted or replaced since we opened it: open the path again
+            self._forget_file()
+        raise SinkError(f"cannot append to {self.path}: the file keeps disappearing")
+
+    def _acquire(self, fd: int) -> None:
+        """Take the exclusive lock, waiting at most ``lock_timeout`` seconds."""
+        try:
+            portalocker.lock(fd, _LOCK_FLAGS)
+            return
+        except portalocker.AlreadyLocked:
+            pass
+        deadline = time.monotonic() + self.lock_timeout
+        delay = 0.00005
+        while True:
+            time.sleep(delay)
+            try:
+                portalocker.lock(fd, _LOCK_FLAGS)
+                return
+            except portalocker.AlreadyLocked:
+                if time.monotonic() >= deadline:
+                    raise SinkError(
+                        f"cannot append to {self.path}: another process held its lock for more than "
+                        f"{self.lock_timeout:g} s"
+                    ) from None
+            delay = min(delay * 2, 0.005)
+
+    @staticmethod
+    def _write_whole(fd: int, data: bytes, size: int) -> None:
+        """Write all of ``data``; if that fails part-way, cut the file back to ``size``."""
+        try:
+            written = os.write(fd, data)
+            while written < len(data):  # a short write: the next call names the reason (ENOSPC, EFBIG)
+                step = os.write(fd, data[written:])
+                if step == 0:
+                    raise OSError(errno.EIO, f"only {written} of {len(data)} bytes could be written")
+                written += step
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, size)  # we hold the lock, so nobody else wrote past `size`
+            raise
+
+    def _forget_file(self) -> None:
+        if self._fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._fd)
+        self._fd, self._file_id, self._end = None, None, -1
+
+    def _after_fork_in_child(self) -> None:
+        # The child shares the parent's open file description, and so its lock: open our own.
+        self._lock = threading.Lock()
+        self._forget_file()
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return str(exc) or type(exc).__name__
