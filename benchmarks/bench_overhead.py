@@ -15,7 +15,7 @@ import wrapt
 import tokenlog
 from benchmarks.common import Result, interleaved, per_call_us
 from tokenlog.extract import read_usage
-from tokenlog.instrument import _sync_wrapper
+from tokenlog.instrumentation import _sync_wrapper
 from tokenlog.record import UsageRecord
 from tokenlog.track import Tracker
 

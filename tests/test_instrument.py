@@ -19,7 +19,7 @@ import tokenlog
 from tests.helpers import read_rows
 from tests.sdk import MISTRAL_MAJOR, BackoffStrategy, Mistral, ResponseValidationError, RetryConfig, SDKError
 from tokenlog import MemorySink, track_usage, usage_session
-from tokenlog.instrument import TARGETS, instrumented_methods
+from tokenlog.instrumentation import TARGETS, instrumented_methods
 from tokenlog.testing.server import AGENT_MODEL, MistralCompatibleServer, count_tokens, reply_text
 
 QUESTION = "how many moons does jupiter have and which is the largest"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from datetime import datetime, timezone
 from pathlib import Path
 
 from helpers import read_rows
@@ -10,7 +11,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import tokenlog
-from tokenlog import CsvSink, track_usage
+from tokenlog import CsvSink, UsageRecord, track_usage
+from tokenlog.sinks.csv import MANDATORY_COLUMNS, _mandatory_row, format_row
 
 counts = st.integers(min_value=0, max_value=10**12)
 garbage = st.one_of(
@@ -71,3 +73,18 @@ def test_valid_usage_round_trips_through_the_csv(tmp_path: Path, prompt: int, co
         completion,
         prompt + completion,
     )
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    model=st.text(max_size=30),
+    prompt=counts,
+    completion=counts,
+    newline=st.sampled_from(["\n", "\r\n"]),
+    when=st.datetimes(timezones=st.just(timezone.utc)),
+)
+def test_the_fast_row_formatter_writes_what_the_general_one_writes(
+    model: str, prompt: int, completion: int, newline: str, when: datetime
+) -> None:
+    record = UsageRecord(when, model, prompt, completion, prompt + completion)
+    assert _mandatory_row(record, newline) == format_row(record, MANDATORY_COLUMNS, newline)

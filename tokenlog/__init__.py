@@ -5,30 +5,67 @@
 ... def ask(client, prompt): ...
 >>> with tokenlog.usage_session("nightly") as session:   # totals for a block
 ...     pass
+
+The public names load on first use (PEP 562), so ``import tokenlog`` itself costs about a
+millisecond; the first use of the decorator or a session loads the rest (see docs/benchmarks.md).
 """
 
 from __future__ import annotations
 
-from .config import configure
-from .errors import SinkError, TokenlogWarning
-from .extract import extract_usage
-from .instrument import instrument, is_instrumented, uninstrument
-from .record import UsageRecord
-from .route import SinkStatus, flush, sink_status
-from .session import UsageSession, UsageTotals, usage_session
-from .sinks import (
-    BatchSink,
-    BufferedSink,
-    CallbackSink,
-    CsvSink,
-    JsonlSink,
-    LoggingSink,
-    MemorySink,
-    OpenTelemetrySink,
-    Sink,
-    SqliteSink,
-)
-from .track import track_usage
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .config import configure
+    from .errors import SinkError, TokenlogWarning
+    from .extract import extract_usage
+    from .instrumentation import instrument, is_instrumented, uninstrument
+    from .record import UsageRecord
+    from .route import SinkStatus, flush, sink_status
+    from .session import UsageSession, UsageTotals, usage_session
+    from .sinks import (
+        BatchSink,
+        BufferedSink,
+        CallbackSink,
+        CsvSink,
+        JsonlSink,
+        LoggingSink,
+        MemorySink,
+        OpenTelemetrySink,
+        Sink,
+        SqliteSink,
+    )
+    from .track import track_usage
+
+
+_EXPORTS: dict[str, str] = {
+    "BatchSink": ".sinks",
+    "BufferedSink": ".sinks",
+    "CallbackSink": ".sinks",
+    "CsvSink": ".sinks",
+    "JsonlSink": ".sinks",
+    "LoggingSink": ".sinks",
+    "MemorySink": ".sinks",
+    "OpenTelemetrySink": ".sinks",
+    "Sink": ".sinks",
+    "SinkError": ".errors",
+    "SinkStatus": ".route",
+    "SqliteSink": ".sinks",
+    "TokenlogWarning": ".errors",
+    "UsageRecord": ".record",
+    "UsageSession": ".session",
+    "UsageTotals": ".session",
+    "configure": ".config",
+    "extract_usage": ".extract",
+    "flush": ".route",
+    "instrument": ".instrumentation",
+    "is_instrumented": ".instrumentation",
+    "sink_status": ".route",
+    "track_usage": ".track",
+    "uninstrument": ".instrumentation",
+    "usage_session": ".session",
+}
+"""Each public name and the module that defines it."""
 
 __all__ = [
     "BatchSink",
@@ -60,3 +97,17 @@ __all__ = [
 ]
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    """Load a public name from its module on first use, and keep it here."""
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'tokenlog' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

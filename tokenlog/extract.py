@@ -89,6 +89,31 @@ def extract_usage(obj: object, *, model: str | None = None) -> UsageRecord | Non
 def read_usage(obj: object) -> Reading | None:
     """Read usage from ``obj``; ``None`` if it has none or it is invalid (then one warning)."""
     try:
+        if _kinds.get(type(obj)) == _OBJECT:
+            # The hot path, written out: an SDK response with valid prompt/completion/total counts.
+            usage = getattr(obj, "usage", None)
+            if usage is not None and _kinds.get(type(usage)) == _OBJECT:
+                prompt = getattr(usage, "prompt_tokens", None)
+                completion = getattr(usage, "completion_tokens", None)
+                total = getattr(usage, "total_tokens", None)
+                if (
+                    type(prompt) is int
+                    and type(completion) is int
+                    and type(total) is int
+                    and prompt >= 0
+                    and completion >= 0
+                    and total == prompt + completion
+                ):
+                    model = getattr(obj, "model", None)
+                    request_id = getattr(obj, "id", None)
+                    return Reading(
+                        prompt,
+                        completion,
+                        total,
+                        model if type(model) is str and model else _model_of(obj),
+                        request_id if type(request_id) is str and request_id else None,
+                        usage,
+                    )
         located = _locate(obj, nested=False)
         if located is None:
             return None

@@ -13,7 +13,7 @@ from typing import ParamSpec, TypeVar
 
 from . import config, route
 from ._context import open_sessions
-from .instrument import ensure_patched
+from .instrumentation import ensure_patched
 from .record import UsageRecord
 from .sinks import Sink, resolve_sink
 
@@ -214,7 +214,7 @@ def usage_session(
     record made inside.
 
     With ``instrument=True`` (the default) the SDK methods tokenlog knows (see
-    :mod:`tokenlog.instrument`) are recorded inside the block with no decorator; pass
+    :mod:`tokenlog.instrumentation`) are recorded inside the block with no decorator; pass
     ``instrument=False`` to record only decorated functions and ``record()``.
 
     >>> import tokenlog

@@ -54,6 +54,17 @@ _CELLS: dict[str, Callable[[UsageRecord], str]] = {
 }
 
 
+def _mandatory_row(record: UsageRecord, newline: str) -> str:
+    """:func:`format_row` for the five mandatory columns, written out for speed (the common case)."""
+    model = record.model
+    if '"' in model or "," in model or "\n" in model or "\r" in model:
+        model = _quote(model)
+    return (
+        f"{record.timestamp.isoformat(timespec='microseconds')},{model},{record.prompt_tokens},"
+        f"{record.completion_tokens},{record.total_tokens}{newline}"
+    )
+
+
 def format_row(record: UsageRecord, columns: Sequence[str] = MANDATORY_COLUMNS, newline: str = "\n") -> str:
     """One CSV line (with its line end) for ``record`` in the given column layout."""
     return ",".join([_CELLS[column](record) for column in columns]) + newline
@@ -117,13 +128,21 @@ class CsvSink:
 
     def write(self, record: UsageRecord) -> None:
         """Append one row; raise :class:`~tokenlog.SinkError` if it cannot be stored."""
-        self.write_many((record,))
+        self._append((record,))
 
     def write_many(self, records: Iterable[UsageRecord]) -> None:
         """Append rows in order, all in one locked write."""
         batch = tuple(records)
-        if batch and not self._file.append(functools.partial(self._compose, batch)):
-            self._side().write_many(batch)
+        if batch:
+            self._append(batch)
+
+    def _append(self, records: tuple[UsageRecord, ...]) -> None:
+        # Format before taking the lock, for the layout seen last; _compose checks it still holds.
+        layout, newline = self._layout, self._newline
+        encoded = self._encode(records, layout, newline) if layout is not None else b""
+        compose = functools.partial(self._compose, records, layout, newline, encoded)
+        if not self._file.append(compose):
+            self._side().write_many(records)
 
     def flush(self) -> None:
         """Nothing is buffered: every row is in the file when :meth:`write` returns."""
@@ -136,8 +155,18 @@ class CsvSink:
 
     # -- what one append writes ----------------------------------------------------------------
 
-    def _compose(self, records: tuple[UsageRecord, ...], state: AppendState) -> bytes | None:
-        """Header and rows for the file as it is now; ``None`` if its header sends rows elsewhere."""
+    def _compose(
+        self,
+        records: tuple[UsageRecord, ...],
+        layout: tuple[str, ...] | None,
+        newline: str,
+        encoded: bytes,
+        state: AppendState,
+    ) -> bytes | None:
+        """Header and rows for the file as it is now; ``None`` if its header sends rows elsewhere.
+
+        ``encoded`` is ``records`` formatted for ``layout`` and ``newline`` before the lock was taken.
+        """
         if state.size and state.new_file:
             self._inspect(state)
         if self._layout is None:
@@ -149,7 +178,9 @@ class CsvSink:
             prefix = b""
         else:
             prefix = self._newline.encode()  # a writer died mid-line: never glue onto it
-        return prefix + self._encode(records)
+        if self._layout != layout or self._newline != newline:
+            encoded = self._encode(records, self._layout, self._newline)  # the file changed what a row looks like
+        return prefix + encoded
 
     def _inspect(self, state: AppendState) -> None:
         """Check the header of a file we have not seen yet."""
@@ -180,9 +211,11 @@ class CsvSink:
                 f"{self._side_path()} instead, so that no row is misaligned"
             )
 
-    def _encode(self, records: tuple[UsageRecord, ...]) -> bytes:
-        assert self._layout is not None
-        text = "".join([format_row(record, self._layout, self._newline) for record in records])
+    def _encode(self, records: tuple[UsageRecord, ...], layout: tuple[str, ...], newline: str) -> bytes:
+        if layout == MANDATORY_COLUMNS:
+            text = "".join([_mandatory_row(record, newline) for record in records])
+        else:
+            text = "".join([format_row(record, layout, newline) for record in records])
         try:
             return text.encode()
         except UnicodeEncodeError:
