@@ -3,7 +3,15 @@
 from __future__ import annotations
 
 import csv
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Sequence
 from pathlib import Path
+
+from tokenlog import UsageRecord
 
 
 def read_rows(path: Path | str) -> list[dict[str, str]]:
@@ -22,3 +30,70 @@ def chat_response(prompt: int = 10, completion: int = 5, *, model: str = "mistra
         "choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"}, "finish_reason": "stop"}],
         "usage": {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion},
     }
+
+
+def run_tokenlog(
+    *args: str, cwd: Path, env: dict[str, str] | None = None, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``python -m tokenlog ARGS`` in a subprocess, with no TOKENLOG_* variables but those in ``env``."""
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("TOKENLOG_") and k != "NO_COLOR"}
+    environment.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "tokenlog", *args],
+        cwd=cwd,
+        env=environment,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def write_jsonl(path: Path, records: Sequence[UsageRecord]) -> Path:
+    """Records as the JSONL sink writes them: one object a line, the UsageRecord field names as keys."""
+    with open(path, "w", encoding="utf-8") as handle:
+        for r in records:
+            item = {
+                "timestamp": r.timestamp.isoformat(timespec="microseconds"),
+                "model": r.model,
+                "prompt_tokens": r.prompt_tokens,
+                "completion_tokens": r.completion_tokens,
+                "total_tokens": r.total_tokens,
+                "session": r.session,
+                "function": r.function,
+                "latency_ms": r.latency_ms,
+                "request_id": r.request_id,
+                "tags": dict(r.tags),
+            }
+            handle.write(json.dumps(item) + "\n")
+    return path
+
+
+def write_sqlite(path: Path, records: Sequence[UsageRecord]) -> Path:
+    """Records as the SQLite sink stores them: a table ``usage``, tags as JSON text, ISO timestamps."""
+    with sqlite3.connect(path) as connection:
+        connection.execute(
+            "CREATE TABLE usage (timestamp TEXT, model TEXT, prompt_tokens INTEGER, completion_tokens INTEGER, "
+            "total_tokens INTEGER, session TEXT, function TEXT, latency_ms REAL, request_id TEXT, tags TEXT)"
+        )
+        connection.executemany(
+            "INSERT INTO usage VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (
+                    r.timestamp.isoformat(timespec="microseconds"),
+                    r.model,
+                    r.prompt_tokens,
+                    r.completion_tokens,
+                    r.total_tokens,
+                    r.session,
+                    r.function,
+                    r.latency_ms,
+                    r.request_id,
+                    json.dumps(dict(r.tags)),
+                )
+                for r in records
+            ],
+        )
+    connection.close()
+    return path

@@ -2,29 +2,15 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 from tests.helpers import read_rows
+from tests.helpers import run_tokenlog as run
 from tokenlog import __version__
 from tokenlog.sinks.csv import MANDATORY_COLUMNS
-
-
-def run(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("TOKENLOG_")}
-    environment.update(env or {})
-    return subprocess.run(
-        [sys.executable, "-m", "tokenlog", *args],
-        cwd=cwd,
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
 
 
 def test_version_through_python_dash_m(tmp_path: Path) -> None:

@@ -1,19 +1,37 @@
-"""The ``tokenlog`` command (also ``python -m tokenlog``)."""
+"""The ``tokenlog`` command (also ``python -m tokenlog``): report, validate, merge, demo.
+
+Exit status: 0 on success, 1 when ``validate`` (or ``merge``) finds invalid rows, 2 for a usage
+error (a bad option, a missing or unreadable file, a bad price file). Errors are one line on
+standard error, never a traceback. The command modules are imported only when their command runs.
+"""
 
 from __future__ import annotations
 
 import argparse
-import csv
 import os
 import sys
-from collections.abc import Sequence
-from pathlib import Path
+from collections.abc import Callable, Sequence
+from typing import NoReturn
 
 from . import __version__
+from .logfile import LogFileError
+from .pricing import PricingError
 
-__all__ = ["main"]
+__all__ = ["CommandError", "main"]
 
 DEFAULT_LOG = "mistral_usage_log.csv"
+
+
+class CommandError(Exception):
+    """A command cannot do its job; ``status`` is the exit status (2: the user's input is wrong)."""
+
+    def __init__(self, message: str, status: int = 2) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def _default_log() -> str:
+    return os.environ.get("TOKENLOG_FILE") or DEFAULT_LOG
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -22,7 +40,101 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"tokenlog {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_report(commands)
+    _add_demo(commands)
+    return parser
 
+
+def _add_report(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from .report import DIMENSIONS, FORMATS
+
+    report = commands.add_parser(
+        "report",
+        help="calls, tokens and estimated cost in usage logs, grouped by model, day, hour, session or function",
+        description="Total the calls, prompt, completion and total tokens and the estimated cost in usage logs "
+        "(CSV, JSONL or SQLite), grouped and filtered. Reads each file once, row by row.",
+    )
+    report.add_argument(
+        "files", nargs="*", metavar="FILE", help=f"usage logs to read (default: $TOKENLOG_FILE or ./{DEFAULT_LOG})"
+    )
+    report.add_argument(
+        "--by",
+        action="append",
+        metavar="GROUP",
+        help=f"group by {', '.join(DIMENSIONS)}; combine them (--by model,day or --by model --by day). Default: model",
+    )
+    report.add_argument("--since", metavar="TIME", help="only calls at or after TIME (2026-06-01, 2026-06-01T14:00)")
+    report.add_argument("--until", metavar="TIME", help="only calls at or before TIME (a date includes its whole day)")
+    report.add_argument(
+        "--model", action="append", metavar="NAME", help="only these models; glob patterns work (mistral-large*)"
+    )
+    report.add_argument("--format", choices=FORMATS, default="table", help="output format (default: table)")
+    report.add_argument(
+        "--prices",
+        action="append",
+        metavar="FILE",
+        default=[],
+        help="a TOML file of prices that overrides or extends the built-in table (also $TOKENLOG_PRICES)",
+    )
+    report.set_defaults(run=_report, parser=report)
+
+
+def _usage_error(args: argparse.Namespace, message: str) -> NoReturn:
+    """Print the command's usage and ``message``, and exit with status 2 (argparse's way)."""
+    parser: argparse.ArgumentParser = args.parser
+    parser.error(message)
+
+
+def _split(values: Sequence[str] | None) -> list[str]:
+    """Values of a repeatable option that also takes comma-separated lists."""
+    return [part.strip() for value in values or () for part in value.split(",") if part.strip()]
+
+
+def _report(args: argparse.Namespace) -> int:
+    from .pricing import load_prices
+    from .report import DIMENSIONS, build_report, parse_time, render
+
+    by = _split(args.by) or ["model"]
+    for name in by:
+        if name not in DIMENSIONS:
+            _usage_error(args, f"--by {name}: expected one of {', '.join(DIMENSIONS)}")
+    since, until = _time_option(args, "since", parse_time), _time_option(args, "until", parse_time)
+    files = args.files or [_default_log()]
+    if not args.files and not os.path.exists(files[0]):
+        raise CommandError(
+            f"{files[0]}: no such file. Run your program (or `tokenlog demo`) to write it, or name a log: "
+            "tokenlog report FILE"
+        )
+    report = build_report(
+        files, group_by=by, since=since, until=until, models=_split(args.model), prices=load_prices(args.prices)
+    )
+    sys.stdout.write(render(report, args.format, color=args.format == "table" and _color(sys.stdout)))
+    if report.skipped:
+        print(
+            f"tokenlog report: skipped {report.skipped:,} row(s) that are not usage rows; check the file with "
+            "`tokenlog validate`. First:",
+            *report.examples,
+            sep="\n  ",
+            file=sys.stderr,
+        )
+    return 0
+
+
+def _time_option(args: argparse.Namespace, name: str, parse: Callable[..., str]) -> str | None:
+    value = getattr(args, name)
+    try:
+        return None if value is None else parse(value, end=name == "until")
+    except ValueError as exc:
+        _usage_error(args, f"--{name}: {exc}")
+
+
+def _color(stream: object) -> bool:
+    """Whether to style a table: only on a terminal, never with NO_COLOR set or TERM=dumb."""
+    isatty = getattr(stream, "isatty", None)
+    return bool(isatty and isatty()) and not os.environ.get("NO_COLOR") and os.environ.get("TERM") != "dumb"
+
+
+def _add_demo(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     demo = commands.add_parser(
         "demo",
         help="make real mistralai SDK calls against a local server and write the usage log (offline)",
@@ -32,20 +144,19 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "-o",
         "--output",
-        default=os.environ.get("TOKENLOG_FILE") or DEFAULT_LOG,
-        help="the CSV file to append to (default: $TOKENLOG_FILE or ./%(default)s)",
+        default=_default_log(),
+        help=f"the CSV file to append to (default: $TOKENLOG_FILE or ./{DEFAULT_LOG})",
     )
     demo.add_argument("--processes", type=int, default=3, help="worker processes sharing the log (default: 3)")
-    demo.set_defaults(run=_demo)
-    return parser
+    demo.set_defaults(run=_demo, parser=demo)
 
 
 def _demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
     if args.processes < 0:
-        raise SystemExit("tokenlog demo: --processes must be >= 0")
-    output = Path(args.output)
+        _usage_error(args, "--processes must be >= 0")
+    output = args.output
     session = run_demo(output, processes=args.processes)
     print(f"Recorded {session.calls} calls in this process ({session.total_tokens} tokens), by model:")
     for model, totals in sorted(session.by_model.items()):
@@ -55,8 +166,10 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _file_summary(path: Path) -> str:
+def _file_summary(path: str) -> str:
     """One line about a usage log: its rows and tokens, read with the standard csv module."""
+    import csv
+
     with open(path, newline="", encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
     tokens = sum(int(row["TotalTokens"]) for row in rows)
@@ -66,7 +179,17 @@ def _file_summary(path: Path) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     args = _parser().parse_args(argv)
-    status: int = args.run(args)
+    try:
+        status: int = args.run(args)
+        sys.stdout.flush()
+    except (CommandError, LogFileError, PricingError) as exc:
+        print(f"tokenlog {args.command}: {exc}", file=sys.stderr)
+        return exc.status if isinstance(exc, CommandError) else 2
+    except BrokenPipeError:  # `tokenlog report | head`: the reader left, which is fine
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except KeyboardInterrupt:
+        return 130
     return status
 
 
