@@ -41,6 +41,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"tokenlog {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_report(commands)
+    _add_validate(commands)
     _add_demo(commands)
     return parser
 
@@ -132,6 +133,64 @@ def _color(stream: object) -> bool:
     """Whether to style a table: only on a terminal, never with NO_COLOR set or TERM=dumb."""
     isatty = getattr(stream, "isatty", None)
     return bool(isatty and isatty()) and not os.environ.get("NO_COLOR") and os.environ.get("TERM") != "dumb"
+
+
+def _add_validate(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    validate = commands.add_parser(
+        "validate",
+        help="check usage logs against the mandatory CSV format before you submit them",
+        description="Check that each FILE is in the mandatory format: UTF-8 without a byte order mark, the header "
+        "TimestampUTC,Model,PromptTokens,CompletionTokens,TotalTokens first and once, ISO 8601 UTC timestamps, "
+        "non-negative integer counts with TotalTokens = PromptTokens + CompletionTokens, no blank or partial "
+        "lines. Prints every problem as FILE:LINE: message, then a verdict. Exit status 1 if any file is invalid.",
+    )
+    validate.add_argument("files", nargs="+", metavar="FILE", help="the CSV logs to check")
+    validate.add_argument(
+        "--max-errors", type=int, default=0, metavar="N", help="print at most N problems a file (default: all)"
+    )
+    validate.set_defaults(run=_validate, parser=validate)
+
+
+def _validate(args: argparse.Namespace) -> int:
+    from .validate import LogCheck
+
+    if args.max_errors < 0:
+        _usage_error(args, "--max-errors must be >= 0")
+    _check_readable(args.files)
+    invalid, rows, errors, warnings = [], 0, 0, 0
+    for path in args.files:
+        check = LogCheck(path)
+        shown = 0
+        for problem in check.problems():
+            shown += 1
+            if not args.max_errors or shown <= args.max_errors:
+                print(problem)
+        if args.max_errors and shown > args.max_errors:
+            print(f"{path}: {shown - args.max_errors:,} more problem(s) not shown")
+        rows, errors, warnings = rows + check.rows, errors + check.errors, warnings + check.warnings
+        if check.errors:
+            invalid.append(path)
+    noted = f", {warnings:,} warning(s)" if warnings else ""
+    if invalid:
+        print(
+            f"FAILED: {errors:,} error(s) in {', '.join(invalid)} ({len(invalid)} of {len(args.files)} file(s), "
+            f"{rows:,} rows{noted}); a strict reader would reject them"
+        )
+        return 1
+    files = f"{args.files[0]} is" if len(args.files) == 1 else f"all {len(args.files)} files are"
+    print(f"OK: {files} in the mandatory format ({rows:,} rows{noted})")
+    return 0
+
+
+def _check_readable(paths: Sequence[str]) -> None:
+    """Refuse, before any work, a path that is missing or not a file."""
+    for path in paths:
+        if not os.path.exists(path):
+            raise CommandError(f"{path}: no such file")
+        if os.path.isdir(path):
+            raise CommandError(f"{path}: is a directory, expected a usage log file")
+        if not os.access(path, os.R_OK):
+            raise CommandError(f"{path}: cannot be read (permission denied)")
 
 
 def _add_demo(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
