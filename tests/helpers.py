@@ -11,6 +11,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from hypothesis import strategies as st
+
 from tokenlog import UsageRecord
 
 
@@ -97,3 +99,22 @@ def write_sqlite(path: Path, records: Sequence[UsageRecord]) -> Path:
         )
     connection.close()
     return path
+
+
+LOG_HEADER = "TimestampUTC,Model,PromptTokens,CompletionTokens,TotalTokens"
+LOG_ROW = "2026-06-01T10:00:00.123456+00:00,mistral-small-latest,12,5,17"
+_PIECES = [LOG_ROW, LOG_HEADER, "", ",", '"', "\r", "\x00", "Z", "+02:00", "-1", "1.5", " ", "\n", "\xe9", "\udcff"]
+
+
+@st.composite
+def mutated_logs(draw: st.DrawFn) -> bytes:
+    """A small usage log, often broken: pieces (quotes, line breaks, NUL, a byte that is not UTF-8, ...) dropped in."""
+    rows = draw(st.lists(st.sampled_from([LOG_ROW, LOG_ROW.replace("17", "18"), ""]), max_size=4))
+    lines = [LOG_HEADER, *rows]
+    for _ in range(draw(st.integers(0, 3))):
+        index = draw(st.integers(0, len(lines) - 1))
+        at = draw(st.integers(0, len(lines[index])))
+        lines[index] = lines[index][:at] + draw(st.sampled_from(_PIECES)) + lines[index][at + 1 :]
+    ending = draw(st.sampled_from(["\n", "\r\n"]))
+    data = ending.join(lines) + draw(st.sampled_from([ending, ""]))
+    return draw(st.sampled_from([b"", b"\xef\xbb\xbf"])) + data.encode("utf-8", "surrogateescape")

@@ -11,9 +11,8 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-from helpers import run_tokenlog
+from helpers import mutated_logs, run_tokenlog
 from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 from tokenlog import CsvSink, UsageRecord
 from tokenlog.sinks.csv import EXTRA_COLUMNS, MANDATORY_COLUMNS
@@ -210,22 +209,6 @@ def strict_read(data: bytes) -> int:
         rows += 1
     assert text.endswith(("\n", "\r\n")) or not text
     return rows
-
-
-PIECES = [ROW, HEADER, "", ",", '"', "\r", "\x00", "Z", "+02:00", "-1", "1.5", " ", "\n", "\xe9", "2026-02-30"]
-
-
-@st.composite
-def mutated_logs(draw: st.DrawFn) -> bytes:
-    lines = [HEADER, *draw(st.lists(st.sampled_from([ROW, ROW.replace("17", "18"), ""]), max_size=4))]
-    for _ in range(draw(st.integers(0, 3))):
-        index = draw(st.integers(0, len(lines) - 1))
-        at = draw(st.integers(0, len(lines[index])))
-        lines[index] = lines[index][:at] + draw(st.sampled_from(PIECES)) + lines[index][at + 1 :]
-    ending = draw(st.sampled_from(["\n", "\r\n"]))
-    data = ending.join(lines) + draw(st.sampled_from([ending, ""]))
-    encoded = data.encode("utf-8", "surrogatepass")
-    return draw(st.sampled_from([b"", b"\xef\xbb\xbf"])) + encoded
 
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

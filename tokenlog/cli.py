@@ -42,6 +42,7 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_report(commands)
     _add_validate(commands)
+    _add_merge(commands)
     _add_demo(commands)
     return parser
 
@@ -179,6 +180,54 @@ def _validate(args: argparse.Namespace) -> int:
         return 1
     files = f"{args.files[0]} is" if len(args.files) == 1 else f"all {len(args.files)} files are"
     print(f"OK: {files} in the mandatory format ({rows:,} rows{noted})")
+    return 0
+
+
+def _add_merge(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    merge = commands.add_parser(
+        "merge",
+        help="combine logs from several machines or runs into one valid CSV log",
+        description="Combine usage logs (CSV, JSONL or SQLite) into one CSV log in the mandatory format: sorted "
+        "by time, one header, exact duplicate rows removed, timestamps in UTC. OUT is replaced only with --force, "
+        "and only once the whole result is written.",
+    )
+    merge.add_argument("files", nargs="+", metavar="FILE", help="the logs to merge")
+    merge.add_argument("-o", "--output", required=True, metavar="OUT", help="the CSV file to write")
+    merge.add_argument("--force", action="store_true", help="replace OUT if it exists")
+    merge.add_argument(
+        "--skip-invalid", action="store_true", help="leave out rows that are not valid (default: write nothing)"
+    )
+    merge.set_defaults(run=_merge, parser=merge)
+
+
+def _merge(args: argparse.Namespace) -> int:
+    from .merge import merge_logs
+
+    _check_readable(args.files)
+    output = args.output
+    if os.path.isdir(output):
+        raise CommandError(f"{output}: is a directory, expected the file to write")
+    if not os.path.isdir(os.path.dirname(os.path.abspath(output))):
+        raise CommandError(f"{output}: its directory does not exist")
+    if any(os.path.exists(output) and os.path.samefile(output, path) for path in args.files):
+        raise CommandError(f"{output} is also an input: write the result to a new file, then move it")
+    if os.path.exists(output) and not args.force:
+        raise CommandError(f"{output} exists: use --force to replace it")
+    result = merge_logs(args.files, output, skip_invalid=args.skip_invalid)
+    if not result.written:
+        print(*result.problems, sep="\n", file=sys.stderr)
+        raise CommandError(
+            f"{result.invalid_rows:,} invalid row(s), nothing written. Fix them (`tokenlog validate` shows "
+            "them all), or leave them out with --skip-invalid",
+            status=1,
+        )
+    for problem in result.problems:
+        print(f"skipped {problem}", file=sys.stderr)
+    skipped = f", {result.invalid_rows:,} invalid row(s) skipped" if result.invalid_rows else ""
+    print(
+        f"Merged {result.rows_read:,} rows from {len(args.files)} file(s) into {output}: {result.rows_written:,} "
+        f"rows, {result.duplicates:,} exact duplicate(s) removed{skipped}. Columns: {','.join(result.columns)}"
+    )
     return 0
 
 

@@ -99,13 +99,14 @@ class UsageLog:
             if next(reader, None) is None:
                 return
             while True:
+                ended = reader.line_num  # a row starts on the line after the last one read
                 try:
                     for row in reader:
-                        self.line = reader.line_num
+                        self.line, ended = ended + 1, reader.line_num
                         yield row
                     return
                 except csv.Error as exc:  # the reader goes on with the next line
-                    self.line, self.problem = reader.line_num, f"not a CSV row: {exc}"
+                    self.line, self.problem = ended + 1, f"is not a CSV row: {exc}"
                     yield []
                     self.problem = None
 
@@ -122,7 +123,7 @@ class UsageLog:
                 if isinstance(item, dict):
                     yield _cells([item.get(key) for key in RECORD_KEYS])
                 else:
-                    self.problem = f"not a JSON object: {item}"
+                    self.problem = f"is not a JSON object: {item}"
                     yield []
                     self.problem = None
 

@@ -243,6 +243,8 @@ def _skip(report: Report, log: UsageLog, row: list[str]) -> None:
 
 
 def _why(log: UsageLog, row: list[str]) -> str:
+    if not row:
+        return "is blank"
     for name in ("PromptTokens", "CompletionTokens", "TotalTokens"):
         index = log.columns.index(name)
         if index >= len(row):

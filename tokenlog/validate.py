@@ -108,8 +108,8 @@ def row_problems(cells: Sequence[str]) -> list[str]:
         problems.append(problem)
     if not model.strip():
         problems.append(f"Model is {model!r}, expected the model's name")
-    elif model != model.strip() or "\n" in model or "\r" in model:
-        problems.append(f"Model {model!r} has spaces or line breaks in it, expected the model's name alone")
+    elif model != model.strip() or not model.isprintable():
+        problems.append(f"Model {model!r} has spaces around it or control characters in it, expected the name alone")
     numbers = []
     for name, value in zip(MANDATORY_COLUMNS[2:], counts, strict=True):
         if _COUNT.fullmatch(value):
