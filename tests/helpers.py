@@ -35,16 +35,20 @@ def chat_response(prompt: int = 10, completion: int = 5, *, model: str = "mistra
 
 
 def run_tokenlog(
-    *args: str, cwd: Path, env: dict[str, str] | None = None, stdin: str | None = None
+    *args: str, cwd: Path, env: dict[str, str] | None = None, inherit: bool = True
 ) -> subprocess.CompletedProcess[str]:
-    """``python -m tokenlog ARGS`` in a subprocess, with no TOKENLOG_* variables but those in ``env``."""
+    """``python -m tokenlog ARGS`` in a subprocess, with no TOKENLOG_* variables but those in ``env``.
+
+    ``inherit=False`` starts from an empty environment: only ``env``.
+    """
     environment = {k: v for k, v in os.environ.items() if not k.startswith("TOKENLOG_") and k != "NO_COLOR"}
+    if not inherit:
+        environment = {}
     environment.update(env or {})
     return subprocess.run(
         [sys.executable, "-m", "tokenlog", *args],
         cwd=cwd,
         env=environment,
-        input=stdin,
         capture_output=True,
         text=True,
         timeout=120,

@@ -245,9 +245,11 @@ def _check_readable(paths: Sequence[str]) -> None:
 def _add_demo(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     demo = commands.add_parser(
         "demo",
-        help="make real mistralai SDK calls against a local server and write the usage log (offline)",
+        help="make real mistralai SDK calls against a local server, write the usage log, report it (offline)",
         description="Start a Mistral-compatible server on 127.0.0.1, call it with the mistralai SDK through "
-        "@track_usage and usage_session(), write the usage log, and print what was spent. No API key, no network.",
+        "@track_usage and usage_session() (sync, async, FIM, embeddings, and worker processes sharing the log), "
+        "write the usage log, and print its report. No API key, no network. With --live, make the same calls to "
+        "the real Mistral API with $MISTRAL_API_KEY instead.",
     )
     demo.add_argument(
         "-o",
@@ -255,33 +257,44 @@ def _add_demo(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
         default=_default_log(),
         help=f"the CSV file to append to (default: $TOKENLOG_FILE or ./{DEFAULT_LOG})",
     )
-    demo.add_argument("--processes", type=int, default=3, help="worker processes sharing the log (default: 3)")
+    demo.add_argument(
+        "--processes", type=int, metavar="N", help="worker processes sharing the log (default: 3; with --live, 0)"
+    )
+    demo.add_argument(
+        "--live", action="store_true", help="call api.mistral.ai with $MISTRAL_API_KEY (a few cheap, real calls)"
+    )
     demo.set_defaults(run=_demo, parser=demo)
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from .demo import run_demo
+    from .demo import run_demo, run_live_demo
+    from .report import build_report, render
 
-    if args.processes < 0:
+    processes = args.processes if args.processes is not None else 0 if args.live else 3
+    if processes < 0:
         _usage_error(args, "--processes must be >= 0")
-    output = args.output
-    session = run_demo(output, processes=args.processes)
-    print(f"Recorded {session.calls} calls in this process ({session.total_tokens} tokens), by model:")
-    for model, totals in sorted(session.by_model.items()):
-        print(f"  {model:<24} {totals.calls:>4} calls {totals.total_tokens:>7} tokens")
-    print(f"{args.processes} worker processes appended to the same file.")
-    print(_file_summary(output))
+    api_key = os.environ.get("MISTRAL_API_KEY", "").strip()
+    if args.live and not api_key:
+        raise CommandError(
+            "--live makes real calls to api.mistral.ai and needs MISTRAL_API_KEY; set it, or run `tokenlog demo` "
+            "without --live for the offline demo"
+        )
+    if args.live:
+        try:
+            session = run_live_demo(args.output, api_key, processes=processes)
+        except Exception as exc:  # the network, the key, the account: the SDK says which
+            raise CommandError(f"a live call failed: {type(exc).__name__}: {exc}", status=1) from None
+    else:
+        session = run_demo(args.output, processes=processes)
+    cost = "unknown" if session.cost is None else f"${session.cost:.6f}"
+    report = build_report([args.output])
+    print(
+        f"tokenlog demo: {session.calls} calls in this process ({session.total_tokens} tokens, estimated {cost}) "
+        f"and {processes} worker process(es), all appended to {args.output}, which now holds "
+        f"{report.total.calls} rows.\n"
+    )
+    sys.stdout.write(render(report, "table", color=_color(sys.stdout)))
     return 0
-
-
-def _file_summary(path: str) -> str:
-    """One line about a usage log: its rows and tokens, read with the standard csv module."""
-    import csv
-
-    with open(path, newline="", encoding="utf-8") as handle:
-        rows = list(csv.DictReader(handle))
-    tokens = sum(int(row["TotalTokens"]) for row in rows)
-    return f"{path}: {len(rows)} rows, {tokens} total tokens"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
