@@ -8,6 +8,7 @@ import json
 import os
 import pty
 import shutil
+import sqlite3
 import subprocess
 import sys
 from datetime import datetime, timedelta, timezone
@@ -306,3 +307,24 @@ def test_on_a_terminal_the_table_is_styled_unless_no_color(tmp_path: Path) -> No
     plain = run_on_a_terminal(["report"], tmp_path, {"TERM": "xterm", "NO_COLOR": "1"})
     assert "\x1b[" not in plain
     assert plain.startswith("model")
+
+
+def test_a_broken_jsonl_line_is_skipped_and_named(tmp_path: Path) -> None:
+    path = write_jsonl(tmp_path / "usage.jsonl", records()[:2])
+    with open(path, "a") as handle:
+        handle.write('{"timestamp": "2026-06-03T00:00:00+00:00", "model": "m", "prompt_tok\n')
+        handle.write("\n")  # blank lines are no rows in JSONL
+    result = run_tokenlog("report", str(path), "--format", "json", cwd=tmp_path)
+    assert result.returncode == 0
+    assert json.loads(result.stdout)["total"]["calls"] == 2
+    assert f"{path}:3: is not a JSON object: " in result.stderr
+
+
+def test_an_sqlite_file_without_a_usage_table_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "other.db"
+    with sqlite3.connect(path) as connection:
+        connection.execute("CREATE TABLE things (name TEXT)")
+    connection.close()
+    result = run_tokenlog("report", str(path), cwd=tmp_path)
+    assert result.returncode == 2
+    assert f"{path}: no table 'usage': not a tokenlog SQLite log" in result.stderr

@@ -306,9 +306,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (CommandError, LogFileError, PricingError) as exc:
         print(f"tokenlog {args.command}: {exc}", file=sys.stderr)
         return exc.status if isinstance(exc, CommandError) else 2
-    except BrokenPipeError:  # `tokenlog report | head`: the reader left, which is fine
+    except BrokenPipeError:  # `tokenlog report | head`: the reader left; end quietly, as Unix tools do
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
+        return 128 + 13  # killed by SIGPIPE
     except KeyboardInterrupt:
         return 130
     return status

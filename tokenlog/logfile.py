@@ -21,6 +21,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import sqlite3
 from collections.abc import Iterator, Sequence
 from datetime import datetime, timezone
@@ -46,6 +47,7 @@ RECORD_KEYS = (
 """The JSONL keys and SQLite columns, in the order of the CSV columns they become."""
 
 ALL_COLUMNS = MANDATORY_COLUMNS + EXTRA_COLUMNS
+_FRACTION = re.compile(r"[T ][0-9]{2}:[0-9]{2}:[0-9]{2}([.,][0-9]+)")
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 _SUFFIXES = {
     ".csv": "csv",
@@ -245,11 +247,14 @@ def utc_timestamp(text: str) -> str | None:
 
     >>> utc_timestamp("2023-10-27T12:30:00+02:00")
     '2023-10-27T10:30:00.000000+00:00'
-    >>> utc_timestamp("2023-10-27T10:30:00Z"), utc_timestamp("2023-10-27T10:30:00")
-    ('2023-10-27T10:30:00.000000+00:00', None)
+    >>> utc_timestamp("2023-10-27T10:30:00.5Z"), utc_timestamp("2023-10-27T10:30:00")
+    ('2023-10-27T10:30:00.500000+00:00', None)
     """
     if text.endswith(("Z", "z")):
         text = text[:-1] + "+00:00"
+    fraction = _FRACTION.search(text)
+    if fraction:  # Python 3.10 parses only ".fff" or ".ffffff": make it ".ffffff"
+        text = text[: fraction.start(1)] + "." + fraction.group(1)[1:].ljust(6, "0")[:6] + text[fraction.end(1) :]
     try:
         moment = datetime.fromisoformat(text)
     except ValueError:

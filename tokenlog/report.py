@@ -307,7 +307,7 @@ def _csv(report: Report) -> str:
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow([*report.group_by, *_COUNTS, "cost_usd"])
     for key, totals in report.groups.items():
-        cost = "" if totals.cost is None else repr(round(totals.cost, 9))
+        cost = "" if totals.cost is None else f"{totals.cost:.9f}".rstrip("0").rstrip(".")  # no 7.8e-06
         writer.writerow([*key, totals.calls, totals.prompt_tokens, totals.completion_tokens, totals.total_tokens, cost])
     return out.getvalue()
 
