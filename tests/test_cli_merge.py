@@ -295,3 +295,17 @@ def test_whatever_the_inputs_hold_the_merged_file_validates(tmp_path: Path, data
     problems = list(check.problems())
     assert check.errors == 0, problems  # warnings (a quoted Model) are fine
     assert check.rows == result.rows_written
+
+
+def test_a_directory_that_cannot_be_written_is_one_line_not_a_traceback(tmp_path: Path) -> None:
+    source = write_csv(tmp_path / "in.csv", [record(0)])
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    if os.geteuid() == 0:  # root writes anywhere it has mode bits for; sysfs refuses new files even to root
+        if not Path("/sys/kernel").is_dir():
+            pytest.skip("running as root without /sys: no directory refuses root")
+        locked = Path("/sys")
+    result = merge(str(source), "-o", str(locked / "out.csv"), cwd=tmp_path)
+    assert result.returncode == 1
+    assert "Permission denied" in result.stderr
+    assert "Traceback" not in result.stderr

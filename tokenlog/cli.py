@@ -2,7 +2,8 @@
 
 Exit status: 0 on success, 1 when ``validate`` (or ``merge``) finds invalid rows, 2 for a usage
 error (a bad option, a missing or unreadable file, a bad price file). Errors are one line on
-standard error, never a traceback. The command modules are imported only when their command runs.
+standard error, never a traceback. ``report``, ``validate`` and ``merge`` need only the standard library;
+the mistralai SDK and the local server are imported only when ``demo`` runs.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import NoReturn
 
 from . import __version__
@@ -94,13 +95,13 @@ def _split(values: Sequence[str] | None) -> list[str]:
 
 def _report(args: argparse.Namespace) -> int:
     from .pricing import load_prices
-    from .report import DIMENSIONS, build_report, parse_time, render
+    from .report import DIMENSIONS, build_report, render
 
     by = _split(args.by) or ["model"]
     for name in by:
         if name not in DIMENSIONS:
             _usage_error(args, f"--by {name}: expected one of {', '.join(DIMENSIONS)}")
-    since, until = _time_option(args, "since", parse_time), _time_option(args, "until", parse_time)
+    since, until = _time_option(args, "since"), _time_option(args, "until")
     files = args.files or [_default_log()]
     if not args.files and not os.path.exists(files[0]):
         raise CommandError(
@@ -122,10 +123,13 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
-def _time_option(args: argparse.Namespace, name: str, parse: Callable[..., str]) -> str | None:
+def _time_option(args: argparse.Namespace, name: str) -> str | None:
+    """``--since`` or ``--until`` as a UTC timestamp string; a value that is not a time is a usage error."""
+    from .report import parse_time
+
     value = getattr(args, name)
     try:
-        return None if value is None else parse(value, end=name == "until")
+        return None if value is None else parse_time(value, end=name == "until")
     except ValueError as exc:
         _usage_error(args, f"--{name}: {exc}")
 
@@ -309,6 +313,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # `tokenlog report | head`: the reader left; end quietly, as Unix tools do
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 128 + 13  # killed by SIGPIPE
+    except OSError as exc:  # the machine, not the input: a full disk, a directory we may not write to
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"tokenlog {args.command}: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
     return status
