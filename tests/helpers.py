@@ -3,9 +3,19 @@
 from __future__ import annotations
 
 import csv
+import json
 import multiprocessing
 import multiprocessing.synchronize
+import os
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Sequence
 from pathlib import Path
+
+from hypothesis import strategies as st
+
+from tokenlog import UsageRecord
 
 
 def read_rows(path: Path | str) -> list[dict[str, str]]:
@@ -68,3 +78,93 @@ def check_writer_rows(rows: list[tuple[str, int, int, int]], *, processes: int, 
         assert total == prompt + completion
         by_worker.setdefault(prompt, []).append(completion)
     assert by_worker == {w: list(range(per_process)) for w in range(processes)}
+
+
+def run_tokenlog(
+    *args: str, cwd: Path, env: dict[str, str] | None = None, inherit: bool = True
+) -> subprocess.CompletedProcess[str]:
+    """``python -m tokenlog ARGS`` in a subprocess, with no TOKENLOG_* variables but those in ``env``.
+
+    ``inherit=False`` starts from an empty environment: only ``env``.
+    """
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("TOKENLOG_") and k != "NO_COLOR"}
+    if not inherit:
+        environment = {}
+    environment.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "tokenlog", *args],
+        cwd=cwd,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def write_jsonl(path: Path, records: Sequence[UsageRecord]) -> Path:
+    """Records as the JSONL sink writes them: one object a line, the UsageRecord field names as keys."""
+    with open(path, "w", encoding="utf-8") as handle:
+        for r in records:
+            item = {
+                "timestamp": r.timestamp.isoformat(timespec="microseconds"),
+                "model": r.model,
+                "prompt_tokens": r.prompt_tokens,
+                "completion_tokens": r.completion_tokens,
+                "total_tokens": r.total_tokens,
+                "session": r.session,
+                "function": r.function,
+                "latency_ms": r.latency_ms,
+                "request_id": r.request_id,
+                "tags": dict(r.tags),
+            }
+            handle.write(json.dumps(item) + "\n")
+    return path
+
+
+def write_sqlite(path: Path, records: Sequence[UsageRecord]) -> Path:
+    """Records as the SQLite sink stores them: a table ``usage``, tags as JSON text, ISO timestamps."""
+    with sqlite3.connect(path) as connection:
+        connection.execute(
+            "CREATE TABLE usage (timestamp TEXT, model TEXT, prompt_tokens INTEGER, completion_tokens INTEGER, "
+            "total_tokens INTEGER, session TEXT, function TEXT, latency_ms REAL, request_id TEXT, tags TEXT)"
+        )
+        connection.executemany(
+            "INSERT INTO usage VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (
+                    r.timestamp.isoformat(timespec="microseconds"),
+                    r.model,
+                    r.prompt_tokens,
+                    r.completion_tokens,
+                    r.total_tokens,
+                    r.session,
+                    r.function,
+                    r.latency_ms,
+                    r.request_id,
+                    json.dumps(dict(r.tags)),
+                )
+                for r in records
+            ],
+        )
+    connection.close()
+    return path
+
+
+LOG_HEADER = "TimestampUTC,Model,PromptTokens,CompletionTokens,TotalTokens"
+LOG_ROW = "2026-06-01T10:00:00.123456+00:00,mistral-small-latest,12,5,17"
+_PIECES = [LOG_ROW, LOG_HEADER, "", ",", '"', "\r", "\x00", "Z", "+02:00", "-1", "1.5", " ", "\n", "\xe9", "\udcff"]
+
+
+@st.composite
+def mutated_logs(draw: st.DrawFn) -> bytes:
+    """A small usage log, often broken: pieces (quotes, line breaks, NUL, a byte that is not UTF-8, ...) dropped in."""
+    rows = draw(st.lists(st.sampled_from([LOG_ROW, LOG_ROW.replace("17", "18"), ""]), max_size=4))
+    lines = [LOG_HEADER, *rows]
+    for _ in range(draw(st.integers(0, 3))):
+        index = draw(st.integers(0, len(lines) - 1))
+        at = draw(st.integers(0, len(lines[index])))
+        lines[index] = lines[index][:at] + draw(st.sampled_from(_PIECES)) + lines[index][at + 1 :]
+    ending = draw(st.sampled_from(["\n", "\r\n"]))
+    data = ending.join(lines) + draw(st.sampled_from([ending, ""]))
+    return draw(st.sampled_from([b"", b"\xef\xbb\xbf"])) + data.encode("utf-8", "surrogateescape")

@@ -9,22 +9,9 @@ import sys
 from pathlib import Path
 
 from tests.helpers import read_rows
+from tests.helpers import run_tokenlog as run
 from tokenlog import __version__
 from tokenlog.sinks.csv import MANDATORY_COLUMNS
-
-
-def run(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("TOKENLOG_")}
-    environment.update(env or {})
-    return subprocess.run(
-        [sys.executable, "-m", "tokenlog", *args],
-        cwd=cwd,
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
 
 
 def test_version_through_python_dash_m(tmp_path: Path) -> None:
@@ -47,7 +34,7 @@ def test_no_command_is_a_usage_error(tmp_path: Path) -> None:
     assert "COMMAND" in result.stderr
 
 
-def test_demo_writes_a_valid_log_offline_and_reports_it(tmp_path: Path) -> None:
+def test_demo_writes_a_valid_log_offline_and_prints_its_report(tmp_path: Path) -> None:
     result = run("demo", "--processes", "2", cwd=tmp_path)
 
     assert result.returncode == 0, result.stderr
@@ -56,16 +43,47 @@ def test_demo_writes_a_valid_log_offline_and_reports_it(tmp_path: Path) -> None:
     # 3 chat + 3 async chat + 1 FIM + 1 embeddings in the main process, 2 workers x 4 calls.
     assert len(rows) == 8 + 2 * 4
     assert tuple(rows[0]) == MANDATORY_COLUMNS
-    assert {row["Model"] for row in rows} == {
-        "mistral-small-latest",
-        "mistral-large-latest",
-        "codestral-latest",
-        "mistral-embed",
-    }
-    assert all(int(r["TotalTokens"]) == int(r["PromptTokens"]) + int(r["CompletionTokens"]) for r in rows)
+    models = {row["Model"] for row in rows}
+    assert models == {"mistral-small-latest", "mistral-large-latest", "codestral-latest", "mistral-embed"}
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("tokenlog demo: 8 calls in this process (")
+    assert lines[0].endswith(
+        "and 2 worker process(es), all appended to mistral_usage_log.csv, which now holds 16 rows."
+    )
+    assert lines[2].split()[:2] == ["model", "calls"]  # the report, by model, with the estimated cost
+    table = {line.split()[0]: line.split() for line in lines[4:8]}
+    assert set(table) == models
+    assert table["mistral-small-latest"][1] == str(3 + 2 * 4)
+    assert all(cells[-1] != "unknown" for cells in table.values())
     total = sum(int(row["TotalTokens"]) for row in rows)
-    assert f"16 rows, {total} total tokens" in result.stdout
-    assert "Recorded 8 calls in this process" in result.stdout
+    assert next(line for line in lines if line.startswith("total ")).split()[4] == str(total)
+    assert "16 calls in mistral_usage_log.csv" in result.stdout
+    assert run("validate", "mistral_usage_log.csv", cwd=tmp_path).returncode == 0
+
+
+def test_demo_runs_in_a_fresh_environment_with_nothing_but_127_0_0_1(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    # A bare environment; any request that is not for 127.0.0.1 would go to a proxy that does not exist.
+    nowhere = "http://127.0.0.1:9"
+    fresh = {"PATH": os.defpath, "HOME": str(home), "NO_PROXY": "127.0.0.1"}
+    fresh |= {"ALL_PROXY": nowhere, "HTTPS_PROXY": nowhere, "HTTP_PROXY": nowhere}
+    result = run("demo", cwd=tmp_path, env=fresh, inherit=False)
+    assert result.returncode == 0, result.stderr
+    assert len(read_rows(tmp_path / "mistral_usage_log.csv")) == 8 + 3 * 4
+
+
+def test_demo_live_without_an_api_key_is_a_usage_error(tmp_path: Path) -> None:
+    result = run("demo", "--live", cwd=tmp_path, env={"MISTRAL_API_KEY": ""})
+    assert result.returncode == 2
+    assert "--live makes real calls to api.mistral.ai and needs MISTRAL_API_KEY" in result.stderr
+    assert not (tmp_path / "mistral_usage_log.csv").exists()
+
+
+def test_demo_refuses_a_negative_number_of_processes(tmp_path: Path) -> None:
+    result = run("demo", "--processes", "-1", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "--processes must be >= 0" in result.stderr
 
 
 def test_demo_honours_tokenlog_file_and_appends(tmp_path: Path) -> None:

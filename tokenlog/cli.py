@@ -1,19 +1,38 @@
-"""The ``tokenlog`` command (also ``python -m tokenlog``)."""
+"""The ``tokenlog`` command (also ``python -m tokenlog``): report, validate, merge, demo.
+
+Exit status: 0 on success, 1 when ``validate`` (or ``merge``) finds invalid rows, 2 for a usage
+error (a bad option, a missing or unreadable file, a bad price file). Errors are one line on
+standard error, never a traceback. ``report``, ``validate`` and ``merge`` need only the standard library;
+the mistralai SDK and the local server are imported only when ``demo`` runs.
+"""
 
 from __future__ import annotations
 
 import argparse
-import csv
 import os
 import sys
 from collections.abc import Sequence
-from pathlib import Path
+from typing import NoReturn
 
 from . import __version__
+from .logfile import LogFileError
+from .pricing import PricingError
 
-__all__ = ["main"]
+__all__ = ["CommandError", "main"]
 
 DEFAULT_LOG = "mistral_usage_log.csv"
+
+
+class CommandError(Exception):
+    """A command cannot do its job; ``status`` is the exit status (2: the user's input is wrong)."""
+
+    def __init__(self, message: str, status: int = 2) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def _default_log() -> str:
+    return os.environ.get("TOKENLOG_FILE") or DEFAULT_LOG
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -22,51 +41,284 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"tokenlog {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_report(commands)
+    _add_validate(commands)
+    _add_merge(commands)
+    _add_demo(commands)
+    return parser
 
+
+def _add_report(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from .report import DIMENSIONS, FORMATS
+
+    report = commands.add_parser(
+        "report",
+        help="calls, tokens and estimated cost in usage logs, grouped by model, day, hour, session or function",
+        description="Total the calls, prompt, completion and total tokens and the estimated cost in usage logs "
+        "(CSV, JSONL or SQLite), grouped and filtered. Reads each file once, row by row.",
+    )
+    report.add_argument(
+        "files", nargs="*", metavar="FILE", help=f"usage logs to read (default: $TOKENLOG_FILE or ./{DEFAULT_LOG})"
+    )
+    report.add_argument(
+        "--by",
+        action="append",
+        metavar="GROUP",
+        help=f"group by {', '.join(DIMENSIONS)}; combine them (--by model,day or --by model --by day). Default: model",
+    )
+    report.add_argument("--since", metavar="TIME", help="only calls at or after TIME (2026-06-01, 2026-06-01T14:00)")
+    report.add_argument("--until", metavar="TIME", help="only calls at or before TIME (a date includes its whole day)")
+    report.add_argument(
+        "--model", action="append", metavar="NAME", help="only these models; glob patterns work (mistral-large*)"
+    )
+    report.add_argument("--format", choices=FORMATS, default="table", help="output format (default: table)")
+    report.add_argument(
+        "--prices",
+        action="append",
+        metavar="FILE",
+        default=[],
+        help="a TOML file of prices that overrides or extends the built-in table (also $TOKENLOG_PRICES)",
+    )
+    report.set_defaults(run=_report, parser=report)
+
+
+def _usage_error(args: argparse.Namespace, message: str) -> NoReturn:
+    """Print the command's usage and ``message``, and exit with status 2 (argparse's way)."""
+    parser: argparse.ArgumentParser = args.parser
+    parser.error(message)
+
+
+def _split(values: Sequence[str] | None) -> list[str]:
+    """Values of a repeatable option that also takes comma-separated lists."""
+    return [part.strip() for value in values or () for part in value.split(",") if part.strip()]
+
+
+def _report(args: argparse.Namespace) -> int:
+    from .pricing import load_prices
+    from .report import DIMENSIONS, build_report, render
+
+    by = _split(args.by) or ["model"]
+    for name in by:
+        if name not in DIMENSIONS:
+            _usage_error(args, f"--by {name}: expected one of {', '.join(DIMENSIONS)}")
+    since, until = _time_option(args, "since"), _time_option(args, "until")
+    files = args.files or [_default_log()]
+    if not args.files and not os.path.exists(files[0]):
+        raise CommandError(
+            f"{files[0]}: no such file. Run your program (or `tokenlog demo`) to write it, or name a log: "
+            "tokenlog report FILE"
+        )
+    report = build_report(
+        files, group_by=by, since=since, until=until, models=_split(args.model), prices=load_prices(args.prices)
+    )
+    sys.stdout.write(render(report, args.format, color=args.format == "table" and _color(sys.stdout)))
+    if report.skipped:
+        print(
+            f"tokenlog report: skipped {report.skipped:,} row(s) that are not usage rows; check the file with "
+            "`tokenlog validate`. First:",
+            *report.examples,
+            sep="\n  ",
+            file=sys.stderr,
+        )
+    return 0
+
+
+def _time_option(args: argparse.Namespace, name: str) -> str | None:
+    """``--since`` or ``--until`` as a UTC timestamp string; a value that is not a time is a usage error."""
+    from .report import parse_time
+
+    value = getattr(args, name)
+    try:
+        return None if value is None else parse_time(value, end=name == "until")
+    except ValueError as exc:
+        _usage_error(args, f"--{name}: {exc}")
+
+
+def _color(stream: object) -> bool:
+    """Whether to style a table: only on a terminal, never with NO_COLOR set or TERM=dumb."""
+    isatty = getattr(stream, "isatty", None)
+    return bool(isatty and isatty()) and not os.environ.get("NO_COLOR") and os.environ.get("TERM") != "dumb"
+
+
+def _add_validate(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    validate = commands.add_parser(
+        "validate",
+        help="check usage logs against the mandatory CSV format before you submit them",
+        description="Check that each FILE is in the mandatory format: UTF-8 without a byte order mark, the header "
+        "TimestampUTC,Model,PromptTokens,CompletionTokens,TotalTokens first and once, ISO 8601 UTC timestamps, "
+        "non-negative integer counts with TotalTokens = PromptTokens + CompletionTokens, no blank or partial "
+        "lines. Prints every problem as FILE:LINE: message, then a verdict. Exit status 1 if any file is invalid.",
+    )
+    validate.add_argument("files", nargs="+", metavar="FILE", help="the CSV logs to check")
+    validate.add_argument(
+        "--max-errors", type=int, default=0, metavar="N", help="print at most N problems a file (default: all)"
+    )
+    validate.set_defaults(run=_validate, parser=validate)
+
+
+def _validate(args: argparse.Namespace) -> int:
+    from .validate import LogCheck
+
+    if args.max_errors < 0:
+        _usage_error(args, "--max-errors must be >= 0")
+    _check_readable(args.files)
+    invalid, rows, errors, warnings = [], 0, 0, 0
+    for path in args.files:
+        check = LogCheck(path)
+        shown = 0
+        for problem in check.problems():
+            shown += 1
+            if not args.max_errors or shown <= args.max_errors:
+                print(problem)
+        if args.max_errors and shown > args.max_errors:
+            print(f"{path}: {shown - args.max_errors:,} more problem(s) not shown")
+        rows, errors, warnings = rows + check.rows, errors + check.errors, warnings + check.warnings
+        if check.errors:
+            invalid.append(path)
+    noted = f", {warnings:,} warning(s)" if warnings else ""
+    if invalid:
+        print(
+            f"FAILED: {errors:,} error(s) in {', '.join(invalid)} ({len(invalid)} of {len(args.files)} file(s), "
+            f"{rows:,} rows{noted}); a strict reader would reject them"
+        )
+        return 1
+    files = f"{args.files[0]} is" if len(args.files) == 1 else f"all {len(args.files)} files are"
+    print(f"OK: {files} in the mandatory format ({rows:,} rows{noted})")
+    return 0
+
+
+def _add_merge(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    merge = commands.add_parser(
+        "merge",
+        help="combine logs from several machines or runs into one valid CSV log",
+        description="Combine usage logs (CSV, JSONL or SQLite) into one CSV log in the mandatory format: sorted "
+        "by time, one header, exact duplicate rows removed, timestamps in UTC. OUT is replaced only with --force, "
+        "and only once the whole result is written.",
+    )
+    merge.add_argument("files", nargs="+", metavar="FILE", help="the logs to merge")
+    merge.add_argument("-o", "--output", required=True, metavar="OUT", help="the CSV file to write")
+    merge.add_argument("--force", action="store_true", help="replace OUT if it exists")
+    merge.add_argument(
+        "--skip-invalid", action="store_true", help="leave out rows that are not valid (default: write nothing)"
+    )
+    merge.set_defaults(run=_merge, parser=merge)
+
+
+def _merge(args: argparse.Namespace) -> int:
+    from .merge import merge_logs
+
+    _check_readable(args.files)
+    output = args.output
+    if os.path.isdir(output):
+        raise CommandError(f"{output}: is a directory, expected the file to write")
+    if not os.path.isdir(os.path.dirname(os.path.abspath(output))):
+        raise CommandError(f"{output}: its directory does not exist")
+    if any(os.path.exists(output) and os.path.samefile(output, path) for path in args.files):
+        raise CommandError(f"{output} is also an input: write the result to a new file, then move it")
+    if os.path.exists(output) and not args.force:
+        raise CommandError(f"{output} exists: use --force to replace it")
+    result = merge_logs(args.files, output, skip_invalid=args.skip_invalid)
+    if not result.written:
+        print(*result.problems, sep="\n", file=sys.stderr)
+        raise CommandError(
+            f"{result.invalid_rows:,} invalid row(s), nothing written. Fix them (`tokenlog validate` shows "
+            "them all), or leave them out with --skip-invalid",
+            status=1,
+        )
+    for problem in result.problems:
+        print(f"skipped {problem}", file=sys.stderr)
+    skipped = f", {result.invalid_rows:,} invalid row(s) skipped" if result.invalid_rows else ""
+    print(
+        f"Merged {result.rows_read:,} rows from {len(args.files)} file(s) into {output}: {result.rows_written:,} "
+        f"rows, {result.duplicates:,} exact duplicate(s) removed{skipped}. Columns: {','.join(result.columns)}"
+    )
+    return 0
+
+
+def _check_readable(paths: Sequence[str]) -> None:
+    """Refuse, before any work, a path that is missing or not a file."""
+    for path in paths:
+        if not os.path.exists(path):
+            raise CommandError(f"{path}: no such file")
+        if os.path.isdir(path):
+            raise CommandError(f"{path}: is a directory, expected a usage log file")
+        if not os.access(path, os.R_OK):
+            raise CommandError(f"{path}: cannot be read (permission denied)")
+
+
+def _add_demo(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     demo = commands.add_parser(
         "demo",
-        help="make real mistralai SDK calls against a local server and write the usage log (offline)",
+        help="make real mistralai SDK calls against a local server, write the usage log, report it (offline)",
         description="Start a Mistral-compatible server on 127.0.0.1, call it with the mistralai SDK through "
-        "@track_usage and usage_session(), write the usage log, and print what was spent. No API key, no network.",
+        "@track_usage and usage_session() (sync, async, FIM, embeddings, and worker processes sharing the log), "
+        "write the usage log, and print its report. No API key, no network. With --live, make the same calls to "
+        "the real Mistral API with $MISTRAL_API_KEY instead.",
     )
     demo.add_argument(
         "-o",
         "--output",
-        default=os.environ.get("TOKENLOG_FILE") or DEFAULT_LOG,
-        help="the CSV file to append to (default: $TOKENLOG_FILE or ./%(default)s)",
+        default=_default_log(),
+        help=f"the CSV file to append to (default: $TOKENLOG_FILE or ./{DEFAULT_LOG})",
     )
-    demo.add_argument("--processes", type=int, default=3, help="worker processes sharing the log (default: 3)")
-    demo.set_defaults(run=_demo)
-    return parser
+    demo.add_argument(
+        "--processes", type=int, metavar="N", help="worker processes sharing the log (default: 3; with --live, 0)"
+    )
+    demo.add_argument(
+        "--live", action="store_true", help="call api.mistral.ai with $MISTRAL_API_KEY (a few cheap, real calls)"
+    )
+    demo.set_defaults(run=_demo, parser=demo)
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from .demo import run_demo
+    from .demo import run_demo, run_live_demo
+    from .report import build_report, render
 
-    if args.processes < 0:
-        raise SystemExit("tokenlog demo: --processes must be >= 0")
-    output = Path(args.output)
-    session = run_demo(output, processes=args.processes)
-    print(f"Recorded {session.calls} calls in this process ({session.total_tokens} tokens), by model:")
-    for model, totals in sorted(session.by_model.items()):
-        print(f"  {model:<24} {totals.calls:>4} calls {totals.total_tokens:>7} tokens")
-    print(f"{args.processes} worker processes appended to the same file.")
-    print(_file_summary(output))
+    processes = args.processes if args.processes is not None else 0 if args.live else 3
+    if processes < 0:
+        _usage_error(args, "--processes must be >= 0")
+    api_key = os.environ.get("MISTRAL_API_KEY", "").strip()
+    if args.live and not api_key:
+        raise CommandError(
+            "--live makes real calls to api.mistral.ai and needs MISTRAL_API_KEY; set it, or run `tokenlog demo` "
+            "without --live for the offline demo"
+        )
+    if args.live:
+        try:
+            session = run_live_demo(args.output, api_key, processes=processes)
+        except Exception as exc:  # the network, the key, the account: the SDK says which
+            raise CommandError(f"a live call failed: {type(exc).__name__}: {exc}", status=1) from None
+    else:
+        session = run_demo(args.output, processes=processes)
+    cost = "unknown" if session.cost is None else f"${session.cost:.6f}"
+    report = build_report([args.output])
+    print(
+        f"tokenlog demo: {session.calls} calls in this process ({session.total_tokens} tokens, estimated {cost}) "
+        f"and {processes} worker process(es), all appended to {args.output}, which now holds "
+        f"{report.total.calls} rows.\n"
+    )
+    sys.stdout.write(render(report, "table", color=_color(sys.stdout)))
     return 0
-
-
-def _file_summary(path: Path) -> str:
-    """One line about a usage log: its rows and tokens, read with the standard csv module."""
-    with open(path, newline="", encoding="utf-8") as handle:
-        rows = list(csv.DictReader(handle))
-    tokens = sum(int(row["TotalTokens"]) for row in rows)
-    return f"{path}: {len(rows)} rows, {tokens} total tokens"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     args = _parser().parse_args(argv)
-    status: int = args.run(args)
+    try:
+        status: int = args.run(args)
+        sys.stdout.flush()
+    except (CommandError, LogFileError, PricingError) as exc:
+        print(f"tokenlog {args.command}: {exc}", file=sys.stderr)
+        return exc.status if isinstance(exc, CommandError) else 2
+    except BrokenPipeError:  # `tokenlog report | head`: the reader left; end quietly, as Unix tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + 13  # killed by SIGPIPE
+    except OSError as exc:  # the machine, not the input: a full disk, a directory we may not write to
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"tokenlog {args.command}: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
     return status
 
 

@@ -4,7 +4,8 @@ The demo makes real :mod:`mistralai` SDK calls (``Mistral(server_url=...)``) thr
 :func:`~tokenlog.track_usage` and :func:`~tokenlog.usage_session`: a plain chat call, an async call,
 a FIM call, an embeddings call, and a few worker processes that share the same CSV file. It writes
 ``mistral_usage_log.csv`` (or ``$TOKENLOG_FILE``) and returns the session it recorded in, so the
-caller can print what it spent. Nothing leaves 127.0.0.1.
+caller can print what it spent. Nothing leaves 127.0.0.1. :func:`run_live_demo` makes the same calls
+to the real Mistral API instead, with your API key.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any
 from .session import UsageSession, usage_session
 from .track import track_usage
 
-__all__ = ["QUESTIONS", "run_demo"]
+__all__ = ["QUESTIONS", "run_demo", "run_live_demo"]
 
 QUESTIONS = (
     "What is the capital of France?",
@@ -31,21 +32,24 @@ CHAT_MODEL = "mistral-small-latest"
 LARGE_MODEL = "mistral-large-latest"
 CODE_MODEL = "codestral-latest"
 EMBED_MODEL = "mistral-embed"
+OFFLINE_KEY = "demo-key-no-network"
 
 
-def _client(server_url: str) -> Any:
+def _client(server_url: str | None, api_key: str) -> Any:
     from mistralai.client import Mistral
 
-    return Mistral(api_key="demo-key-no-network", server_url=server_url)
+    if server_url is None:  # --live: the SDK's own default, api.mistral.ai
+        return Mistral(api_key=api_key)
+    return Mistral(api_key=api_key, server_url=server_url)
 
 
-def _worker(server_url: str, log_file: str, calls: int) -> None:
+def _worker(server_url: str | None, api_key: str, log_file: str, calls: int) -> None:
     """One worker process: a few tracked calls into the same CSV file as everyone else."""
     import tokenlog
 
     tokenlog.configure(sinks=[log_file])
 
-    with _client(server_url) as client:
+    with _client(server_url, api_key) as client:
 
         @track_usage
         def ask(question: str) -> Any:
@@ -62,11 +66,33 @@ def run_demo(log_file: str | os.PathLike[str], *, processes: int = 3, calls_per_
     The session counts the calls made in this process; the worker processes add
     ``processes * calls_per_process`` rows of their own to the same file.
     """
-    from .route import flush
     from .testing.server import MistralCompatibleServer
 
+    with MistralCompatibleServer() as server:
+        return _make_calls(log_file, server.url, OFFLINE_KEY, processes, calls_per_process, tag="offline-demo")
+
+
+def run_live_demo(
+    log_file: str | os.PathLike[str], api_key: str, *, processes: int = 0, calls_per_process: int = 1
+) -> UsageSession:
+    """The same calls as :func:`run_demo`, made to the real Mistral API with ``api_key``: they cost a little."""
+    return _make_calls(log_file, None, api_key, processes, calls_per_process, tag="live-demo")
+
+
+def _make_calls(
+    log_file: str | os.PathLike[str],
+    server_url: str | None,
+    api_key: str,
+    processes: int,
+    calls_per_process: int,
+    *,
+    tag: str,
+) -> UsageSession:
+    """The demo's calls: sync and async chat, FIM, embeddings here, then chat calls from worker processes."""
+    from .route import flush
+
     log_path = str(Path(log_file).resolve())
-    with MistralCompatibleServer() as server, _client(server.url) as client:
+    with _client(server_url, api_key) as client:
 
         @track_usage
         def ask(question: str, model: str = CHAT_MODEL) -> Any:
@@ -88,23 +114,24 @@ def run_demo(log_file: str | os.PathLike[str], *, processes: int = 3, calls_per_
             async with usage_session("demo-async"):
                 await asyncio.gather(*(ask_async(question) for question in QUESTIONS))
 
-        with usage_session("demo", sinks=[log_path], tags={"run": "offline-demo"}) as session:
+        with usage_session("demo", sinks=[log_path], tags={"run": tag}) as session:
             for question in QUESTIONS:
                 ask(question)
             asyncio.run(ask_all_async())
             complete_code("def fibonacci(n):", "return result")
             embed(list(QUESTIONS))
 
-        context = multiprocessing.get_context("spawn")
-        workers = [
-            context.Process(target=_worker, args=(server.url, log_path, calls_per_process)) for _ in range(processes)
-        ]
-        for worker in workers:
-            worker.start()
-        for worker in workers:
-            worker.join()
-        failed = [worker.exitcode for worker in workers if worker.exitcode != 0]
-        if failed:
-            raise RuntimeError(f"{len(failed)} demo worker process(es) failed with exit codes {failed}")
+    context = multiprocessing.get_context("spawn")
+    workers = [
+        context.Process(target=_worker, args=(server_url, api_key, log_path, calls_per_process))
+        for _ in range(processes)
+    ]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    failed = [worker.exitcode for worker in workers if worker.exitcode != 0]
+    if failed:
+        raise RuntimeError(f"{len(failed)} demo worker process(es) failed with exit codes {failed}")
     flush()
     return session

@@ -107,6 +107,32 @@ class UsageSession:
         with self._lock:
             return {model: UsageTotals(**vars(totals)) for model, totals in self._by_model.items()}
 
+    @property
+    def cost(self) -> float | None:
+        """The estimated cost in USD of the recorded calls, or ``None`` if a model has no known price.
+
+        Prices come from :func:`tokenlog.pricing.default_prices`: tokenlog's dated table of Mistral
+        prices, with the overrides in ``$TOKENLOG_PRICES``. An estimate, not a bill.
+
+        >>> with usage_session(sinks=[]) as s:
+        ...     _ = s.record({"model": "mistral-large", "usage": {"prompt_tokens": 1000, "completion_tokens": 0}})
+        >>> s.cost                  # 1,000 tokens at Mistral Large's input price
+        0.0005
+        >>> _ = s.record({"model": "my-finetune", "usage": {"prompt_tokens": 1, "completion_tokens": 1}})
+        >>> s.cost is None          # unknown, never 0
+        True
+        """
+        from .pricing import default_prices
+
+        prices = default_prices()
+        total = 0.0
+        for model, totals in self.by_model.items():
+            cost = prices.cost(model, totals.prompt_tokens, totals.completion_tokens)
+            if cost is None:
+                return None
+            total += cost
+        return total
+
     # -- recording -----------------------------------------------------------------------
 
     def record(self, obj: object, *, model: str | None = None) -> UsageRecord | None:

@@ -1,0 +1,264 @@
+"""Read a usage log in any of tokenlog's formats (CSV, JSONL, SQLite) as rows of CSV cells.
+
+Every format reads the same way, so the commands that read logs (``report``, ``merge``) have one
+code path: :func:`open_log` finds the format (by the file's extension, else by its first bytes),
+:attr:`UsageLog.columns` names the columns in CSV terms (``TimestampUTC``, ``Model``, ...), and
+:meth:`UsageLog.rows` yields each row as a list of strings, as the CSV file would hold them. A JSONL
+line or an SQLite row with the keys of :class:`~tokenlog.UsageRecord` becomes the same cells the
+CSV sink would write for it. Reading streams: one row at a time, whatever the file's size.
+
+>>> import pathlib, tempfile
+>>> path = pathlib.Path(tempfile.mkdtemp()) / "usage.jsonl"
+>>> _ = path.write_text('{"timestamp": "2026-06-01T10:00:00.000000+00:00", "model": "m", '
+...                     '"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}\\n')
+>>> log = open_log(path)
+>>> log.format, list(log.rows())[0][:5]
+('jsonl', ['2026-06-01T10:00:00.000000+00:00', 'm', '3', '2', '5'])
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import re
+import sqlite3
+from collections.abc import Iterator, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TextIO
+
+from .sinks.csv import EXTRA_COLUMNS, MANDATORY_COLUMNS
+
+__all__ = ["LogFileError", "UsageLog", "open_log", "utc_timestamp"]
+
+RECORD_KEYS = (
+    "timestamp",
+    "model",
+    "prompt_tokens",
+    "completion_tokens",
+    "total_tokens",
+    "session",
+    "function",
+    "latency_ms",
+    "request_id",
+    "tags",
+)
+"""The JSONL keys and SQLite columns, in the order of the CSV columns they become."""
+
+ALL_COLUMNS = MANDATORY_COLUMNS + EXTRA_COLUMNS
+_FRACTION = re.compile(r"[T ][0-9]{2}:[0-9]{2}:[0-9]{2}([.,][0-9]+)")
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+_SUFFIXES = {
+    ".csv": "csv",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".db": "sqlite",
+    ".sqlite": "sqlite",
+    ".sqlite3": "sqlite",
+}
+
+
+class LogFileError(Exception):
+    """A log that cannot be read at all: missing, unreadable, or not a usage log."""
+
+
+class UsageLog:
+    """One usage log, opened for reading. Iterate :meth:`rows`; the other attributes describe it.
+
+    ``columns`` are CSV column names, the five mandatory ones among them. ``line`` is the line
+    (CSV, JSONL) or row id (SQLite) of the row :meth:`rows` yielded last, for messages.
+    ``problem`` says why that row is empty (a JSONL line that is not a JSON object, a CSV line the
+    csv module refused), else ``None``.
+    """
+
+    def __init__(self, path: str, fmt: str, columns: Sequence[str], errors: str) -> None:
+        self.path = path
+        self.format = fmt
+        self.columns = tuple(columns)
+        self.line = 0
+        self.problem: str | None = None
+        self._errors = errors
+
+    def __repr__(self) -> str:
+        return f"<UsageLog {self.path!r} ({self.format})>"
+
+    def index(self, column: str) -> int | None:
+        """The position of ``column`` in each row, or ``None`` if this log has no such column."""
+        return self.columns.index(column) if column in self.columns else None
+
+    def rows(self) -> Iterator[list[str]]:
+        """Each data row as a list of cells, in the order of :attr:`columns`."""
+        if self.format == "sqlite":
+            return self._sqlite_rows()
+        if self.format == "jsonl":
+            return self._jsonl_rows()
+        return self._csv_rows()
+
+    def _csv_rows(self) -> Iterator[list[str]]:
+        with _open_text(self.path, self._errors) as handle:
+            reader = csv.reader(handle)
+            if next(reader, None) is None:
+                return
+            while True:
+                ended = reader.line_num  # a row starts on the line after the last one read
+                try:
+                    for row in reader:
+                        self.line, ended = ended + 1, reader.line_num
+                        yield row
+                    return
+                except csv.Error as exc:  # the reader goes on with the next line
+                    self.line, self.problem = ended + 1, f"is not a CSV row: {exc}"
+                    yield []
+                    self.problem = None
+
+    def _jsonl_rows(self) -> Iterator[list[str]]:
+        with _open_text(self.path, self._errors) as handle:
+            for number, line in enumerate(handle, 1):
+                if not line.strip():
+                    continue
+                self.line = number
+                try:
+                    item = json.loads(line)
+                except ValueError as exc:
+                    item = exc
+                if isinstance(item, dict):
+                    yield _cells([item.get(key) for key in RECORD_KEYS])
+                else:
+                    self.problem = f"is not a JSON object: {item}"
+                    yield []
+                    self.problem = None
+
+    def _sqlite_rows(self) -> Iterator[list[str]]:
+        connection = _connect(self.path)
+        try:
+            present = {row[1] for row in connection.execute("PRAGMA table_info(usage)")}
+            selected = ", ".join(key if key in present else "NULL" for key in RECORD_KEYS)
+            for row in connection.execute(f"SELECT rowid, {selected} FROM usage"):  # names from RECORD_KEYS only
+                self.line = row[0]
+                yield _cells(row[1:])
+        except sqlite3.Error as exc:
+            raise LogFileError(f"{self.path}: cannot read the SQLite log: {exc}") from None
+        finally:
+            connection.close()
+
+
+def open_log(path: str | os.PathLike[str], *, errors: str = "strict") -> UsageLog:
+    """Open a usage log for reading; raise :class:`LogFileError` if it cannot be a usage log.
+
+    ``errors`` is how to decode bytes that are not UTF-8 in text formats (``"strict"`` or
+    ``"replace"``). A UTF-8 byte order mark is skipped.
+    """
+    name = os.fspath(path)
+    if os.path.isdir(name):
+        raise LogFileError(f"{name}: is a directory, expected a usage log file")
+    try:
+        with open(name, "rb") as handle:
+            head = handle.read(len(_SQLITE_MAGIC))
+    except FileNotFoundError:
+        raise LogFileError(f"{name}: no such file") from None
+    except OSError as exc:
+        raise LogFileError(f"{name}: cannot read: {exc.strerror or exc}") from None
+    fmt = _SUFFIXES.get(Path(name).suffix.lower()) or _sniff(head)
+    if fmt == "sqlite":
+        _check_sqlite(name)
+    if fmt != "csv":
+        return UsageLog(name, fmt, ALL_COLUMNS, errors)  # a missing optional column reads as empty cells
+    return UsageLog(name, fmt, _csv_header(name, errors), errors)
+
+
+def _sniff(head: bytes) -> str:
+    if head.startswith(_SQLITE_MAGIC):
+        return "sqlite"
+    if head.lstrip().startswith(b"{"):
+        return "jsonl"
+    return "csv"
+
+
+def _open_text(path: str, errors: str) -> TextIO:
+    return open(path, encoding="utf-8-sig", errors=errors, newline="")
+
+
+def _csv_header(path: str, errors: str) -> tuple[str, ...]:
+    try:
+        with _open_text(path, errors) as handle:
+            header = next(csv.reader(handle), None)
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise LogFileError(f"{path}: the header line cannot be read: {exc}") from None
+    if header is None:
+        return MANDATORY_COLUMNS  # an empty file: a log with no rows yet
+    missing = [column for column in MANDATORY_COLUMNS if column not in header]
+    if missing:
+        raise LogFileError(
+            f"{path}: the header {','.join(header)[:200]!r} has no {', '.join(missing)} column: not a usage log "
+            f"(expected {','.join(MANDATORY_COLUMNS)})"
+        )
+    return tuple(header)
+
+
+def _connect(path: str) -> sqlite3.Connection:
+    try:
+        return sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=ro", uri=True)
+    except sqlite3.Error as exc:
+        raise LogFileError(f"{path}: cannot open the SQLite log: {exc}") from None
+
+
+def _check_sqlite(path: str) -> None:
+    connection = _connect(path)
+    try:
+        present = {row[1] for row in connection.execute("PRAGMA table_info(usage)")}
+    except sqlite3.Error as exc:
+        raise LogFileError(f"{path}: not a readable SQLite database: {exc}") from None
+    finally:
+        connection.close()
+    missing = [key for key in RECORD_KEYS[: len(MANDATORY_COLUMNS)] if key not in present]
+    if missing:
+        what = "no table 'usage'" if not present else f"the table 'usage' has no {', '.join(missing)} column"
+        raise LogFileError(f"{path}: {what}: not a tokenlog SQLite log")
+
+
+def _cells(values: Sequence[object]) -> list[str]:
+    """The CSV cells for one record's values, given in the order of :data:`RECORD_KEYS`."""
+    cells = ["" if value is None else str(value) for value in values]  # True, 1.5: not counts, as in CSV
+    latency = values[7]
+    if isinstance(latency, (int, float)) and not isinstance(latency, bool):
+        cells[7] = f"{latency:.3f}"
+    cells[9] = _tags_cell(values[9])
+    return cells
+
+
+def _tags_cell(tags: object) -> str:
+    """Tags as the CSV sink writes them: compact JSON with sorted keys, empty when there are none."""
+    if isinstance(tags, str):  # SQLite keeps them as JSON text
+        try:
+            tags = json.loads(tags) if tags else None
+        except ValueError:
+            return str(tags)
+    if not tags:
+        return ""
+    return json.dumps(tags, sort_keys=True, separators=(",", ":"))
+
+
+def utc_timestamp(text: str) -> str | None:
+    """An ISO 8601 timestamp with any UTC offset (or ``Z``) as tokenlog writes it, else ``None``.
+
+    The result has the form ``2023-10-27T10:30:00.123456+00:00``: sorting these strings sorts
+    by time. A timestamp without an offset is ``None``: its time zone is unknown.
+
+    >>> utc_timestamp("2023-10-27T12:30:00+02:00")
+    '2023-10-27T10:30:00.000000+00:00'
+    >>> utc_timestamp("2023-10-27T10:30:00.5Z"), utc_timestamp("2023-10-27T10:30:00")
+    ('2023-10-27T10:30:00.500000+00:00', None)
+    """
+    if text.endswith(("Z", "z")):
+        text = text[:-1] + "+00:00"
+    fraction = _FRACTION.search(text)
+    if fraction:  # Python 3.10 parses only ".fff" or ".ffffff": make it ".ffffff"
+        text = text[: fraction.start(1)] + "." + fraction.group(1)[1:].ljust(6, "0")[:6] + text[fraction.end(1) :]
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    if moment.utcoffset() is None:
+        return None
+    return moment.astimezone(timezone.utc).isoformat(timespec="microseconds")

@@ -1,0 +1,253 @@
+"""Model prices and cost estimates: a dated table of Mistral prices that you can override.
+
+The built-in table (``mistral.toml`` in this package) gives USD per million input (prompt) and
+output (completion) tokens for Mistral's models, with the date and the source it was taken from.
+A model name finds its price by its exact name or an alias, else by its family: the name without a
+provider prefix (``mistral/``) and without a ``-latest`` or dated (``-2411``) suffix. A model with
+no price has cost ``None`` ("unknown"), never 0.
+
+Your own TOML file of the same shape overrides or extends the table: ``TOKENLOG_PRICES=FILE``, or
+``tokenlog report --prices FILE``.
+
+>>> prices = builtin_prices()
+>>> prices.lookup("mistral-small-latest").name
+'mistral-small'
+>>> prices.cost("mistral-small-2506", 1_000_000, 1_000_000)
+0.4
+>>> prices.cost("my-own-model", 10, 5) is None
+True
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import sys
+import threading
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+__all__ = ["ModelPrice", "PriceTable", "PricingError", "builtin_prices", "default_prices", "load_prices"]
+
+PRICES_ENV = "TOKENLOG_PRICES"
+"""The environment variable naming a TOML file of price overrides."""
+
+_DATA_FILE = "mistral.toml"
+_TABLE_KEYS = {"as_of", "retrieved", "currency", "source", "models"}
+_MODEL_KEYS = {"input", "output", "aliases", "note"}
+_PROVIDER_PREFIXES = ("mistral/", "mistralai/")
+_VERSION_SUFFIX = re.compile(r"-(?:latest|\d{4}|\d{2}-\d{2})$")
+
+
+class PricingError(ValueError):
+    """A price file is missing, is not TOML, or holds a value that is not a price."""
+
+
+@dataclass(frozen=True)
+class ModelPrice:
+    """What one model (or family of models) costs, in USD per million tokens.
+
+    ``input`` and ``output`` are ``None`` for a model that is not billed per token (OCR, billed
+    per page): its cost is unknown. ``origin`` says where the price came from.
+    """
+
+    name: str
+    input: float | None
+    output: float | None
+    note: str = ""
+    origin: str = "built-in"
+
+    def cost(self, prompt_tokens: int, completion_tokens: int) -> float | None:
+        """The cost in USD of these tokens, or ``None`` if this model has no per-token price."""
+        if self.input is None or self.output is None:
+            return None
+        return (prompt_tokens * self.input + completion_tokens * self.output) / 1_000_000
+
+
+class PriceTable:
+    """Prices by model name, with the date and source of the built-in table and any overrides."""
+
+    def __init__(
+        self,
+        models: Mapping[str, ModelPrice],
+        aliases: Mapping[str, str],
+        *,
+        as_of: str,
+        source: str,
+        overrides: tuple[str, ...] = (),
+    ) -> None:
+        self.models = dict(models)
+        self.aliases = dict(aliases)
+        self.as_of = as_of
+        self.source = source
+        self.overrides = overrides
+        self._cache: dict[str, ModelPrice | None] = {}
+
+    def __repr__(self) -> str:
+        return f"<PriceTable as of {self.as_of}: {len(self.models)} models, overrides {list(self.overrides)}>"
+
+    def lookup(self, model: str) -> ModelPrice | None:
+        """The price entry for a model name as it appears in a log, or ``None`` if it has none."""
+        try:
+            return self._cache[model]
+        except KeyError:
+            pass
+        found = None
+        for name in _candidates(model):
+            key = name if name in self.models else self.aliases.get(name)
+            if key is not None:
+                found = self.models[key]
+                break
+        self._cache[model] = found
+        return found
+
+    def cost(self, model: str, prompt_tokens: int, completion_tokens: int) -> float | None:
+        """The estimated cost in USD, or ``None`` when the model has no per-token price."""
+        price = self.lookup(model)
+        return None if price is None else price.cost(prompt_tokens, completion_tokens)
+
+    def describe(self) -> str:
+        """One line saying where these prices come from, for reports."""
+        text = f"prices as of {self.as_of} (USD per million tokens; estimates, see docs/pricing.md)"
+        if self.overrides:
+            text += f", overridden by {', '.join(self.overrides)}"
+        return text
+
+    def updated(self, path: str | os.PathLike[str]) -> PriceTable:
+        """A new table: this one with the models of the TOML file at ``path`` added or replaced."""
+        origin = os.fspath(path)
+        data = _read_toml(Path(origin))
+        models, aliases = _parse_table(data, origin)
+        return PriceTable(
+            {**self.models, **models},
+            {**self.aliases, **aliases},
+            as_of=self.as_of,
+            source=self.source,
+            overrides=(*self.overrides, origin),
+        )
+
+
+def _candidates(model: str) -> Iterable[str]:
+    """The names to look a model up by, most specific first."""
+    name = model.strip().lower()
+    for prefix in _PROVIDER_PREFIXES:
+        if name.startswith(prefix):
+            name = name[len(prefix) :]
+            break
+    yield name
+    family = _VERSION_SUFFIX.sub("", name)
+    if family != name:
+        yield family
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise PricingError(f"{path}: no such price file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PricingError(f"{path}: cannot read the price file: {exc}") from None
+    return _parse_toml(text, str(path))
+
+
+def _parse_toml(text: str, origin: str) -> dict[str, Any]:
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover - Python 3.10
+        import tomli as tomllib
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise PricingError(f"{origin}: not valid TOML: {exc}") from None
+
+
+def _parse_table(data: Mapping[str, Any], origin: str) -> tuple[dict[str, ModelPrice], dict[str, str]]:
+    """The models and aliases of a parsed price file; raise :class:`PricingError` on a bad value."""
+    unknown = sorted(set(data) - _TABLE_KEYS)
+    if unknown:
+        raise PricingError(f"{origin}: unknown key {unknown[0]!r}, expected {sorted(_TABLE_KEYS)}")
+    currency = data.get("currency", "USD")
+    if currency != "USD":
+        raise PricingError(f"{origin}: currency is {currency!r}, expected 'USD' (tokenlog does not convert)")
+    table = data.get("models", {})
+    if not isinstance(table, dict):
+        raise PricingError(f"{origin}: 'models' must be a table of [models.NAME] entries")
+    models: dict[str, ModelPrice] = {}
+    aliases: dict[str, str] = {}
+    for raw_name, entry in table.items():
+        name = raw_name.strip().lower()
+        where = f"{origin}: models.{raw_name}"
+        if not isinstance(entry, dict):
+            raise PricingError(f"{where} must be a table with input and output prices")
+        unknown = sorted(set(entry) - _MODEL_KEYS)
+        if unknown:
+            raise PricingError(f"{where} has an unknown key {unknown[0]!r}, expected {sorted(_MODEL_KEYS)}")
+        if ("input" in entry) != ("output" in entry):
+            raise PricingError(f"{where} needs both input and output (USD per million tokens), or neither")
+        note = entry.get("note", "")
+        if not isinstance(note, str):
+            raise PricingError(f"{where}.note must be a string")
+        models[name] = ModelPrice(
+            name,
+            _price(entry.get("input"), f"{where}.input"),
+            _price(entry.get("output"), f"{where}.output"),
+            note=note,
+            origin=origin,
+        )
+        names = entry.get("aliases", [])
+        if not isinstance(names, list) or not all(isinstance(alias, str) for alias in names):
+            raise PricingError(f"{where}.aliases must be a list of model names")
+        aliases.update({alias.strip().lower(): name for alias in names})
+    return models, aliases
+
+
+def _price(value: object, where: str) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        raise PricingError(f"{where} is {value!r}, expected a number of USD per million tokens (0 or more)")
+    return float(value)
+
+
+_builtin: PriceTable | None = None
+_defaults: dict[tuple[str, int], PriceTable] = {}
+_lock = threading.Lock()
+
+
+def builtin_prices() -> PriceTable:
+    """The table shipped with tokenlog, without overrides."""
+    global _builtin
+    if _builtin is None:
+        text = resources.files(__name__).joinpath(_DATA_FILE).read_text(encoding="utf-8")
+        data = _parse_toml(text, "built-in")
+        models, aliases = _parse_table(data, "built-in")
+        _builtin = PriceTable(models, aliases, as_of=data["as_of"], source=data["source"])
+    return _builtin
+
+
+def load_prices(files: Iterable[str | os.PathLike[str]] = (), *, environ: bool = True) -> PriceTable:
+    """The built-in table, then ``$TOKENLOG_PRICES`` (if ``environ``), then each of ``files`` on top."""
+    table = builtin_prices()
+    overrides = [os.environ.get(PRICES_ENV, "")] if environ else []
+    for path in [*overrides, *files]:
+        if path:
+            table = table.updated(path)
+    return table
+
+
+def default_prices() -> PriceTable:
+    """The built-in table with ``$TOKENLOG_PRICES`` applied; re-read when that file changes."""
+    path = os.environ.get(PRICES_ENV, "")
+    try:
+        stamp = os.stat(path).st_mtime_ns if path else 0
+    except OSError:
+        stamp = -1  # load_prices raises the error that names the file
+    with _lock:
+        table = _defaults.get((path, stamp))
+        if table is None:
+            table = _defaults[(path, stamp)] = load_prices()
+    return table

@@ -1,0 +1,394 @@
+"""``tokenlog report``: calls, tokens and estimated cost in usage logs, grouped and filtered.
+
+:func:`build_report` streams every row of every log once (CSV, JSONL or SQLite, see
+:mod:`tokenlog.logfile`) and keeps only running totals per group, so its memory does not grow with
+the log. :func:`render` turns the result into a table, JSON, CSV or Markdown.
+
+>>> import pathlib, tempfile
+>>> path = pathlib.Path(tempfile.mkdtemp()) / "usage.csv"
+>>> _ = path.write_text("TimestampUTC,Model,PromptTokens,CompletionTokens,TotalTokens\\n"
+...                     "2026-06-01T10:00:00.000000+00:00,mistral-large-latest,1000,200,1200\\n")
+>>> report = build_report([path])
+>>> report.total.calls, report.total.total_tokens, report.total.cost
+(1, 1200, 0.0008)
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import re
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
+
+from .logfile import UsageLog, open_log, utc_timestamp
+from .pricing import PriceTable, default_prices
+
+__all__ = ["DIMENSIONS", "FORMATS", "Report", "Totals", "build_report", "parse_time", "render"]
+
+DIMENSIONS = ("model", "day", "hour", "session", "function")
+"""What ``--by`` can group by; they combine (``--by model,day``)."""
+
+FORMATS = ("table", "json", "csv", "markdown")
+
+_HEADINGS = {"model": "model", "day": "day (UTC)", "hour": "hour (UTC)", "session": "session", "function": "function"}
+_COUNTS = ("calls", "prompt_tokens", "completion_tokens", "total_tokens")
+_COUNT_HEADINGS = ("calls", "prompt", "completion", "total tokens")
+_EXAMPLES = 3  # skipped rows named on standard error; the rest are counted
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+@dataclass
+class Totals:
+    """Calls and tokens of one group, and their estimated cost.
+
+    ``priced_cost`` is the cost of the calls whose model has a price; ``unpriced_calls`` counts the
+    others. :attr:`cost` is the whole cost, or ``None`` (unknown) when some call has no price.
+    """
+
+    calls: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+    priced_cost: float = 0.0
+    unpriced_calls: int = 0
+
+    @property
+    def cost(self) -> float | None:
+        """The estimated cost in USD, or ``None`` if a call's model has no price: unknown, never 0."""
+        return None if self.unpriced_calls else self.priced_cost
+
+    def _add(self, counts: Sequence[int], cost: float | None) -> None:
+        self.calls += counts[0]
+        self.prompt_tokens += counts[1]
+        self.completion_tokens += counts[2]
+        self.total_tokens += counts[3]
+        if cost is None:
+            self.unpriced_calls += counts[0]
+        else:
+            self.priced_cost += cost
+
+    def as_dict(self) -> dict[str, int | float | None]:
+        """The totals as JSON-ready values; ``cost_usd`` is ``None`` when some call has no price."""
+        cost = self.cost
+        return {
+            "calls": self.calls,
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "total_tokens": self.total_tokens,
+            "cost_usd": None if cost is None else round(cost, 9),
+            "priced_cost_usd": round(self.priced_cost, 9),
+            "unpriced_calls": self.unpriced_calls,
+        }
+
+
+@dataclass
+class Report:
+    """What :func:`build_report` found: totals per group, the grand total, and what it skipped."""
+
+    files: list[str]
+    group_by: tuple[str, ...]
+    prices: PriceTable
+    groups: dict[tuple[str, ...], Totals] = field(default_factory=dict)
+    total: Totals = field(default_factory=Totals)
+    first: str | None = None
+    last: str | None = None
+    skipped: int = 0
+    examples: list[str] = field(default_factory=list)
+    unpriced: dict[str, int] = field(default_factory=dict)
+    filters: dict[str, object] = field(default_factory=dict)
+
+
+def parse_time(text: str, *, end: bool = False) -> str:
+    """A ``--since``/``--until`` value as a UTC timestamp string; raise ValueError if it is not a time.
+
+    A date alone means the start of that day, or its end when ``end`` is true (so ``--until`` a
+    date includes that day). A time without an offset is taken as UTC.
+
+    >>> parse_time("2026-06-01", end=True)
+    '2026-06-01T23:59:59.999999+00:00'
+    >>> parse_time("2026-06-01T12:00+02:00")
+    '2026-06-01T10:00:00.000000+00:00'
+    """
+    value = text.strip()
+    if _DATE.match(value):
+        value += "T23:59:59.999999" if end else "T00:00:00"
+    stamp = utc_timestamp(value)
+    if stamp is None:
+        stamp = utc_timestamp(value + "+00:00")
+    if stamp is None:
+        raise ValueError(f"{text!r} is not a date or time, expected e.g. 2026-06-01 or 2026-06-01T14:30")
+    return stamp
+
+
+def build_report(
+    paths: Iterable[str | os.PathLike[str]],
+    *,
+    group_by: Sequence[str] = ("model",),
+    since: str | None = None,
+    until: str | None = None,
+    models: Sequence[str] = (),
+    prices: PriceTable | None = None,
+) -> Report:
+    """Total the rows of every log in ``paths``; raise :class:`~tokenlog.logfile.LogFileError` on an unreadable one.
+
+    ``since`` and ``until`` are UTC timestamps from :func:`parse_time` (both inclusive); ``models``
+    are model names or glob patterns (``mistral-large*``). Rows that are not usage rows (a count
+    that is not a non-negative integer, a timestamp without a UTC offset) are skipped and counted.
+    """
+    unknown = [dimension for dimension in group_by if dimension not in DIMENSIONS]
+    if unknown:
+        raise ValueError(f"cannot group by {unknown[0]!r}, expected one of {', '.join(DIMENSIONS)}")
+    group_by = tuple(dict.fromkeys(group_by))
+    logs = [open_log(path, errors="replace") for path in paths]  # every file is checked before any is read
+    report = Report([log.path for log in logs], group_by, prices or default_prices())
+    report.filters = {"since": since, "until": until, "model": list(models)}
+    sums: dict[tuple[str, ...], list[int]] = {}  # group values + the model (for its price) -> counts
+    for log in logs:
+        _scan(log, report, sums, since, until, models)
+    _price(report, sums)
+    return report
+
+
+def _scan(
+    log: UsageLog,
+    report: Report,
+    sums: dict[tuple[str, ...], list[int]],
+    since: str | None,
+    until: str | None,
+    patterns: Sequence[str],
+) -> None:
+    """Add one log's rows to ``sums``: the hot loop, kept to plain operations on strings and ints."""
+    column = log.columns.index
+    i_time, i_model = column("TimestampUTC"), column("Model")
+    i_prompt, i_completion, i_total = column("PromptTokens"), column("CompletionTokens"), column("TotalTokens")
+    key_of = _key_function(log, report.group_by)
+    wanted: dict[str, bool] | None = {} if patterns else None
+    first, last = report.first or "~", report.last or ""
+    for row in log.rows():
+        try:
+            prompt, completion, total = int(row[i_prompt]), int(row[i_completion]), int(row[i_total])
+            stamp, model = row[i_time], row[i_model]
+        except (ValueError, IndexError):
+            _skip(report, log, row)
+            continue
+        if prompt < 0 or completion < 0 or total < 0:
+            _skip(report, log, row)
+            continue
+        if len(stamp) != 32 or stamp[26:] != "+00:00":  # not as tokenlog writes it: parse it
+            normal = utc_timestamp(stamp)
+            if normal is None:
+                _skip(report, log, row)
+                continue
+            stamp = normal
+        if (since is not None and stamp < since) or (until is not None and stamp > until):
+            continue
+        if wanted is not None:
+            keep = wanted.get(model)
+            if keep is None:
+                keep = wanted[model] = any(fnmatchcase(model, pattern) for pattern in patterns)
+            if not keep:
+                continue
+        if stamp < first:
+            first = stamp
+        if stamp > last:
+            last = stamp
+        key = key_of(row, stamp)
+        counts = sums.get(key)
+        if counts is None:
+            sums[key] = [1, prompt, completion, total]
+        else:
+            counts[0] += 1
+            counts[1] += prompt
+            counts[2] += completion
+            counts[3] += total
+    report.first = None if first == "~" else first
+    report.last = last or None
+
+
+def _key_function(log: UsageLog, group_by: tuple[str, ...]) -> Callable[[list[str], str], tuple[str, ...]]:
+    """The group of a row: its values for ``group_by``, then its model (every group is priced by model)."""
+    i_model = log.columns.index("Model")
+    if group_by == ("model",):
+        return lambda row, stamp: (row[i_model],)
+
+    def cell(name: str) -> Callable[[list[str], str], str]:
+        index = log.index(name)
+        if index is None:
+            return lambda row, stamp: ""
+        return lambda row, stamp: row[index] if index < len(row) else ""
+
+    parts: dict[str, Callable[[list[str], str], str]] = {
+        "model": cell("Model"),
+        "session": cell("Session"),
+        "function": cell("Function"),
+        "day": lambda row, stamp: stamp[:10],
+        "hour": lambda row, stamp: stamp[:10] + " " + stamp[11:13] + ":00",
+    }
+    getters = [parts[name] for name in group_by]
+    if "model" not in group_by:
+        getters.append(parts["model"])
+    return lambda row, stamp: tuple([get(row, stamp) for get in getters])
+
+
+def _skip(report: Report, log: UsageLog, row: list[str]) -> None:
+    if tuple(row) == log.columns:  # a header repeated mid-file (logs joined with cat): not data
+        return
+    report.skipped += 1
+    if len(report.examples) < _EXAMPLES:
+        report.examples.append(f"{log.path}:{log.line}: {log.problem or _why(log, row)}")
+
+
+def _why(log: UsageLog, row: list[str]) -> str:
+    if not row:
+        return "is blank"
+    for name in ("PromptTokens", "CompletionTokens", "TotalTokens"):
+        index = log.columns.index(name)
+        if index >= len(row):
+            return f"has {len(row)} fields, expected {len(log.columns)}"
+        if not row[index].strip().isdigit():
+            return f"{name} is {row[index]!r}, expected a non-negative integer"
+    return f"TimestampUTC is {row[log.columns.index('TimestampUTC')]!r}, expected an ISO 8601 time with a UTC offset"
+
+
+def _price(report: Report, sums: dict[tuple[str, ...], list[int]]) -> None:
+    """Price each (group, model) sum, and add it to its group and to the total."""
+    width = len(report.group_by)
+    model_at = report.group_by.index("model") if "model" in report.group_by else width
+    for key in sorted(sums):
+        counts, model = sums[key], key[model_at]
+        cost = report.prices.cost(model, counts[1], counts[2])
+        if cost is None:
+            report.unpriced[model] = report.unpriced.get(model, 0) + counts[0]
+        report.groups.setdefault(key[:width], Totals())._add(counts, cost)
+        report.total._add(counts, cost)
+
+
+# -- rendering ---------------------------------------------------------------------------------------
+
+
+def render(report: Report, fmt: str = "table", *, color: bool = False) -> str:
+    """The report as text: ``table`` (aligned, for people), ``markdown``, ``csv`` or ``json``."""
+    if fmt == "json":
+        return _json(report)
+    if fmt == "csv":
+        return _csv(report)
+    if fmt == "markdown":
+        return _markdown(report)
+    if fmt == "table":
+        return _table(report, color=color)
+    raise ValueError(f"unknown format {fmt!r}, expected one of {', '.join(FORMATS)}")
+
+
+def _json(report: Report) -> str:
+    groups = [
+        {**dict(zip(report.group_by, key, strict=True)), **totals.as_dict()} for key, totals in report.groups.items()
+    ]
+    document = {
+        "files": report.files,
+        "group_by": list(report.group_by),
+        "filters": report.filters,
+        "first": report.first,
+        "last": report.last,
+        "skipped_rows": report.skipped,
+        "prices": {"as_of": report.prices.as_of, "source": report.prices.source, "overrides": report.prices.overrides},
+        "groups": groups,
+        "total": report.total.as_dict(),
+        "unpriced_models": report.unpriced,
+    }
+    return json.dumps(document, indent=2) + "\n"
+
+
+def _csv(report: Report) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow([*report.group_by, *_COUNTS, "cost_usd"])
+    for key, totals in report.groups.items():
+        cost = "" if totals.cost is None else f"{totals.cost:.9f}".rstrip("0").rstrip(".")  # no 7.8e-06
+        writer.writerow([*key, totals.calls, totals.prompt_tokens, totals.completion_tokens, totals.total_tokens, cost])
+    return out.getvalue()
+
+
+def _cells(report: Report) -> tuple[list[str], list[list[str]], list[str]]:
+    """Headings, one row of display cells per group, and the total row."""
+    headings = [_HEADINGS[name] for name in report.group_by] + [*_COUNT_HEADINGS, "cost (USD)"]
+    money = _money_format([*report.groups.values(), report.total])
+
+    def numbers(totals: Totals) -> list[str]:
+        counts = (totals.calls, totals.prompt_tokens, totals.completion_tokens, totals.total_tokens)
+        return [f"{count:,}" for count in counts] + [money(totals)]
+
+    rows = [[value or "-" for value in key] + numbers(totals) for key, totals in report.groups.items()]
+    total = ["total"] + [""] * (len(report.group_by) - 1) + numbers(report.total)
+    return headings, rows, total
+
+
+def _money_format(column: Sequence[Totals]) -> Callable[[Totals], str]:
+    """How to show costs: one number of decimals for the whole column, enough for its smallest cost."""
+    smallest = min((t.priced_cost for t in column if t.priced_cost > 0), default=1.0)
+    decimals = 2 if smallest >= 1 else 4 if smallest >= 0.01 else 6
+
+    def money(totals: Totals) -> str:
+        if totals.unpriced_calls == totals.calls and totals.calls:
+            return "unknown"
+        known = f"{totals.priced_cost:,.{decimals}f}"
+        return f"{known} + unknown" if totals.unpriced_calls else known
+
+    return money
+
+
+def _table(report: Report, *, color: bool) -> str:
+    headings, rows, total = _cells(report)
+    text_columns = len(report.group_by)
+    widths = [max(len(row[i]) for row in [headings, *rows, total]) for i in range(len(headings))]
+
+    def line(cells: list[str]) -> str:
+        padded = [
+            cell.ljust(width) if i < text_columns else cell.rjust(width)
+            for i, (cell, width) in enumerate(zip(cells, widths, strict=True))
+        ]
+        return "  ".join(padded).rstrip()
+
+    bold, dim, plain = ("\x1b[1m", "\x1b[2m", "\x1b[0m") if color else ("", "", "")
+    rule = dim + "  ".join("-" * width for width in widths) + plain
+    lines = [bold + line(headings) + plain, rule, *(line(row) for row in rows)]
+    if rows:
+        lines += [rule, bold + line(total) + plain]
+    return "\n".join(lines) + "\n\n" + "\n".join(_notes(report)) + "\n"
+
+
+def _markdown(report: Report) -> str:
+    headings, rows, total = _cells(report)
+    text_columns = len(report.group_by)
+    align = ["---" if i < text_columns else "--:" for i in range(len(headings))]
+    bold_total = [f"**{cell}**" if cell else "" for cell in total]
+    lines = [_md_row(headings), _md_row(align), *(_md_row(row) for row in rows)]
+    if rows:
+        lines.append(_md_row(bold_total))
+    return "\n".join(lines) + "\n\n" + " ".join(_notes(report)) + "\n"
+
+
+def _md_row(cells: list[str]) -> str:
+    return "| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |"
+
+
+def _notes(report: Report) -> list[str]:
+    """The lines under a table: what was read, and how the cost was estimated."""
+    files = report.files[0] if len(report.files) == 1 else f"{len(report.files)} files"
+    if report.first is None or report.last is None:
+        notes = [f"No calls in {files}" + (" match the filters." if any(report.filters.values()) else ".")]
+    else:
+        calls = f"{report.total.calls:,} call" + ("" if report.total.calls == 1 else "s")
+        notes = [f"{calls} in {files}, from {_when(report.first)} to {_when(report.last)} UTC."]
+    notes.append(f"Cost: estimated with {report.prices.describe()}.")
+    if report.unpriced:
+        unknown = ", ".join(f"{model or '(no model)'} ({calls:,} calls)" for model, calls in report.unpriced.items())
+        notes.append(f"Cost unknown for {unknown}: add a price with --prices FILE.")
+    return notes
+
+
+def _when(stamp: str) -> str:
+    return stamp[:10] + " " + stamp[11:19]
