@@ -23,6 +23,7 @@ memory flat (largest / smallest <= 1.25).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import random
 import subprocess
@@ -110,12 +111,8 @@ def measure(arguments: list[str], repeat: int) -> Measure:
     return Measure(best, peak)
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="10,000 and 100,000 rows instead of 100,000 and 1,000,000")
-    parser.add_argument("--repeat", type=int, default=3, help="runs of each command (default: 3)")
-    args = parser.parse_args()
-    sizes = (10_000, 100_000) if args.quick else (100_000, 1_000_000)
+def collect(sizes: tuple[int, int], repeat: int) -> dict[tuple[str, int], Measure]:
+    """Each command on generated logs of each size: best time and peak memory, keyed by (command, rows)."""
     results: dict[tuple[str, int], Measure] = {}
     with tempfile.TemporaryDirectory(prefix="tokenlog-bench-") as directory:
         for rows in sizes:
@@ -128,7 +125,21 @@ def main() -> int:
             )
             for name, template in COMMANDS.items():
                 arguments = [part.replace("{file}", str(path)) for part in template]
-                results[name, rows] = measure(arguments, args.repeat)
+                results[name, rows] = measure(arguments, repeat)
+    return results
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="10,000 and 100,000 rows instead of 100,000 and 1,000,000")
+    parser.add_argument("--repeat", type=int, default=3, help="runs of each command (default: 3)")
+    parser.add_argument("--json", action="store_true", help="print the measures as JSON (for benchmarks.run)")
+    args = parser.parse_args()
+    sizes = (10_000, 100_000) if args.quick else (100_000, 1_000_000)
+    results = collect(sizes, args.repeat)
+    if args.json:
+        print(json.dumps([[name, rows, m.seconds, m.peak_mb] for (name, rows), m in results.items()]))
+        return 0
 
     print(f"Python {sys.version.split()[0]}, {os.cpu_count()} CPUs, best of {args.repeat} runs\n")
     print(f"{'command':<46} {'rows':>10} {'seconds':>8} {'x baseline':>10} {'peak MB':>8}")

@@ -11,11 +11,13 @@ the table says which targets are met.
 from __future__ import annotations
 
 import argparse
+import json
+import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from benchmarks import bench_csv, bench_import, bench_overhead, bench_processes
+from benchmarks import bench_csv, bench_import, bench_overhead, bench_processes, bench_report
 from benchmarks.common import Result, machine, table
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
@@ -138,6 +140,37 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"- `import tokenlog` adds {cumulative:.1f} ms (target <= 50 ms: {_verdict(cumulative <= 50)}); public names "
         f"load on first use, and the first decorator plus session bring the total to {first_use:.0f} ms over a "
         "bare interpreter (most of it wrapt, which imports asyncio).",
+        "",
+    ]
+
+    sizes = (10_000, 100_000) if quick else (100_000, 1_000_000)
+    # In a process of its own: a child's peak RSS starts from its parent's, and this one holds a lot by now.
+    command = [sys.executable, "-m", "benchmarks.bench_report", "--json", "--repeat", "1" if quick else "3"]
+    measured = json.loads(
+        subprocess.run([*command, *(["--quick"] if quick else [])], capture_output=True, text=True, check=True).stdout
+    )
+    reports = {(name, rows): bench_report.Measure(seconds, peak) for name, rows, seconds, peak in measured}
+    baseline_name = next(iter(bench_report.COMMANDS))
+    small, large = sizes
+    report_large = reports["tokenlog report", large]
+    growth = report_large.peak_mb / reports["tokenlog report", small].peak_mb
+    out += [
+        "## Reading logs: `tokenlog report`, `validate`, `merge`",
+        "",
+        f"Generated logs of {small:,} and {large:,} rows; best of the runs; baseline: a plain `csv.reader` loop",
+        "summing the counts of the same file, in a subprocess like the commands.",
+        "",
+        table(
+            ["command", "rows", "seconds", "x baseline", "peak MB"],
+            [
+                [name, f"{rows:,}", m.seconds, f"{m.seconds / reports[baseline_name, rows].seconds:.2f}x", m.peak_mb]
+                for (name, rows), m in reports.items()
+            ],
+        ),
+        "",
+        f"- `tokenlog report` over {large:,} rows: {report_large.seconds:.2f} s, peak memory {growth:.2f}x that of "
+        f"{small:,} rows (target <= 3 s and flat, for 1,000,000 rows: "
+        f"{_verdict(report_large.seconds <= 3 and growth <= 1.25) if not quick else 'not measured in --quick'}).",
         "",
     ]
 

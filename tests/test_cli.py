@@ -40,24 +40,25 @@ def test_demo_writes_a_valid_log_offline_and_prints_its_report(tmp_path: Path) -
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""
     rows = read_rows(tmp_path / "mistral_usage_log.csv")
-    # 3 chat + 3 async chat + 1 FIM + 1 embeddings in the main process, 2 workers x 4 calls.
-    assert len(rows) == 8 + 2 * 4
+    # 3 chat + 3 async chat + 1 stream + 1 FIM + 1 embeddings + 1 undecorated chat here, 2 workers x 4 calls.
+    assert len(rows) == 10 + 2 * 4
     assert tuple(rows[0]) == MANDATORY_COLUMNS
     models = {row["Model"] for row in rows}
     assert models == {"mistral-small-latest", "mistral-large-latest", "codestral-latest", "mistral-embed"}
     lines = result.stdout.splitlines()
-    assert lines[0].startswith("tokenlog demo: 8 calls in this process (")
+    assert lines[0].startswith("tokenlog demo: 10 calls in this process (")
     assert lines[0].endswith(
-        "and 2 worker process(es), all appended to mistral_usage_log.csv, which now holds 16 rows."
+        "and 2 worker process(es), all appended to mistral_usage_log.csv, which now holds 18 rows."
     )
     assert lines[2].split()[:2] == ["model", "calls"]  # the report, by model, with the estimated cost
     table = {line.split()[0]: line.split() for line in lines[4:8]}
     assert set(table) == models
-    assert table["mistral-small-latest"][1] == str(3 + 2 * 4)
+    assert table["mistral-small-latest"][1] == str(3 + 1 + 2 * 4)
+    assert table["mistral-large-latest"][1] == str(3 + 1)
     assert all(cells[-1] != "unknown" for cells in table.values())
     total = sum(int(row["TotalTokens"]) for row in rows)
     assert next(line for line in lines if line.startswith("total ")).split()[4] == str(total)
-    assert "16 calls in mistral_usage_log.csv" in result.stdout
+    assert "18 calls in mistral_usage_log.csv" in result.stdout
     assert run("validate", "mistral_usage_log.csv", cwd=tmp_path).returncode == 0
 
 
@@ -70,7 +71,7 @@ def test_demo_runs_in_a_fresh_environment_with_nothing_but_127_0_0_1(tmp_path: P
     fresh |= {"ALL_PROXY": nowhere, "HTTPS_PROXY": nowhere, "HTTP_PROXY": nowhere}
     result = run("demo", cwd=tmp_path, env=fresh, inherit=False)
     assert result.returncode == 0, result.stderr
-    assert len(read_rows(tmp_path / "mistral_usage_log.csv")) == 8 + 3 * 4
+    assert len(read_rows(tmp_path / "mistral_usage_log.csv")) == 10 + 3 * 4
 
 
 def test_demo_live_without_an_api_key_is_a_usage_error(tmp_path: Path) -> None:
@@ -92,6 +93,6 @@ def test_demo_honours_tokenlog_file_and_appends(tmp_path: Path) -> None:
     for _ in range(2):
         result = run("demo", "--processes", "0", cwd=tmp_path, env={"TOKENLOG_FILE": str(log)})
         assert result.returncode == 0, result.stderr
-    assert len(read_rows(log)) == 16
+    assert len(read_rows(log)) == 20
     assert log.read_text().count("TimestampUTC") == 1
     assert not (tmp_path / "mistral_usage_log.csv").exists()

@@ -88,7 +88,8 @@ def _make_calls(
     *,
     tag: str,
 ) -> UsageSession:
-    """The demo's calls: sync and async chat, FIM, embeddings here, then chat calls from worker processes."""
+    """The demo's calls: sync, async and streamed chat, FIM, embeddings and an undecorated call here, then
+    chat calls from worker processes."""
     from .route import flush
 
     log_path = str(Path(log_file).resolve())
@@ -101,6 +102,10 @@ def _make_calls(
         @track_usage
         async def ask_async(question: str) -> Any:
             return await client.chat.complete_async(model=LARGE_MODEL, messages=[{"role": "user", "content": question}])
+
+        @track_usage
+        def ask_streaming(question: str) -> Any:
+            return client.chat.stream(model=CHAT_MODEL, messages=[{"role": "user", "content": question}])
 
         @track_usage
         def complete_code(prompt: str, suffix: str) -> Any:
@@ -118,8 +123,13 @@ def _make_calls(
             for question in QUESTIONS:
                 ask(question)
             asyncio.run(ask_all_async())
+            with ask_streaming(QUESTIONS[0]) as events:  # one row, when the chunk with usage arrives
+                for _event in events:
+                    pass
             complete_code("def fibonacci(n):", "return result")
             embed(list(QUESTIONS))
+            # A call nobody decorated: the session records it too (SDK instrumentation).
+            client.chat.complete(model=LARGE_MODEL, messages=[{"role": "user", "content": QUESTIONS[2]}])
 
     context = multiprocessing.get_context("spawn")
     workers = [
