@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 import tokenlog
 from tokenlog import CsvSink, UsageRecord, track_usage
+from tokenlog.sinks._fields import iso_timestamp
 from tokenlog.sinks.csv import MANDATORY_COLUMNS, _mandatory_row, format_row
 
 counts = st.integers(min_value=0, max_value=10**12)
@@ -88,3 +89,12 @@ def test_the_fast_row_formatter_writes_what_the_general_one_writes(
 ) -> None:
     record = UsageRecord(when, model, prompt, completion, prompt + completion)
     assert _mandatory_row(record, newline) == format_row(record, MANDATORY_COLUMNS, newline)
+
+
+@settings(max_examples=200, deadline=None)
+@given(moments=st.lists(st.datetimes(timezones=st.just(timezone.utc)), min_size=1, max_size=20))
+def test_the_cached_timestamp_formatter_matches_isoformat(moments: list[datetime]) -> None:
+    # Sorted and unsorted, repeated seconds and new ones: the cached prefix must never leak into another second.
+    for when in [*moments, *sorted(moments), *(m.replace(microsecond=0) for m in moments)]:
+        record = UsageRecord(when, "m", 1, 1, 2)
+        assert iso_timestamp(record) == when.isoformat(timespec="microseconds")

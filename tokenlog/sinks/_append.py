@@ -97,6 +97,8 @@ class LockedAppendFile:
         self._fd: int | None = None
         self._file_id: tuple[int, int] | None = None  # (st_dev, st_ino) the sink has looked at
         self._end = -1  # file size after our last append: if unchanged, it ends with a newline
+        self.generation = 0
+        """Counts the files this appender has looked at; a sink's view of the file is only good for one."""
         reset_after_fork(self)
 
     def append(self, compose: Compose) -> bool:
@@ -113,6 +115,39 @@ class LockedAppendFile:
                 self._forget_file()
                 raise SinkError(f"cannot append to {self.path}: {_reason(exc)}") from exc
 
+    def append_known(self, data: bytes, generation: int) -> bool:
+        """Append ``data`` if the file is still the one the sink looked at in ``generation``; else False.
+
+        The common case, kept short: the file is the same one, not empty, and ends a line. In every
+        other case nothing is written and the sink takes the general path (:meth:`append`).
+        """
+        with self._lock:
+            try:
+                fd, stat = self._locked_fd()
+            except SinkError:
+                raise
+            except _LOCK_ERRORS as exc:
+                self._forget_file()
+                raise SinkError(f"cannot append to {self.path}: {_reason(exc)}") from exc
+            try:
+                size = stat.st_size
+                if (
+                    generation != self.generation
+                    or (stat.st_dev, stat.st_ino) != self._file_id
+                    or size == 0
+                    or (size != self._end and os.pread(fd, 1, size - 1) != b"\n")
+                ):
+                    return False
+                self._write_whole(fd, data, size)
+                self._end = size + len(data)
+                return True
+            except _LOCK_ERRORS as exc:
+                self._forget_file()
+                raise SinkError(f"cannot append to {self.path}: {_reason(exc)}") from exc
+            finally:
+                if self._fd == fd:
+                    _unlock(fd)
+
     def close(self) -> None:
         """Close the file; the next append opens it again."""
         with self._lock:
@@ -124,7 +159,9 @@ class LockedAppendFile:
             file_id = (stat.st_dev, stat.st_ino)
             state = AppendState(fd, stat.st_size, file_id != self._file_id, self._end)
             data = compose(state)
-            self._file_id = file_id
+            if file_id != self._file_id:
+                self._file_id = file_id
+                self.generation += 1  # after compose: a sink's view of the new file is set before this
             if data is None:
                 return False
             self._write_whole(fd, data, state.size)

@@ -24,9 +24,31 @@ FIELDS = (
 """Field names, in this order, of every format that names its fields (JSONL keys, SQLite columns)."""
 
 
+_second: tuple[int, int, int, int, int, int, str] = (0, 0, 0, 0, 0, 0, "")
+"""(year, month, day, hour, minute, second, "YYYY-MM-DDTHH:MM:SS") of the last second formatted; replaced whole."""
+
+
 def iso_timestamp(record: UsageRecord) -> str:
-    """ISO 8601 in UTC with microseconds and ``+00:00``, as in the CSV: ``2023-10-27T10:30:00.123456+00:00``."""
-    return record.timestamp.isoformat(timespec="microseconds")
+    """ISO 8601 in UTC with microseconds and ``+00:00``, as in the CSV: ``2023-10-27T10:30:00.123456+00:00``.
+
+    Rows come many to a second, so the part up to the seconds is kept from the last call: this is
+    about twice as fast as ``isoformat`` on the hot path. Record timestamps are always in UTC.
+    """
+    global _second
+    ts = record.timestamp
+    cached = _second
+    if (
+        ts.second == cached[5]
+        and ts.minute == cached[4]
+        and ts.hour == cached[3]
+        and ts.day == cached[2]
+        and ts.month == cached[1]
+        and ts.year == cached[0]
+    ):
+        return f"{cached[6]}.{ts.microsecond:06d}+00:00"
+    text = ts.isoformat(timespec="microseconds")
+    _second = (ts.year, ts.month, ts.day, ts.hour, ts.minute, ts.second, text[:19])
+    return text
 
 
 def latency(record: UsageRecord) -> float | None:

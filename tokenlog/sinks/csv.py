@@ -60,7 +60,7 @@ def _mandatory_row(record: UsageRecord, newline: str) -> str:
     if '"' in model or "," in model or "\n" in model or "\r" in model:
         model = _quote(model)
     return (
-        f"{record.timestamp.isoformat(timespec='microseconds')},{model},{record.prompt_tokens},"
+        f"{iso_timestamp(record)},{model},{record.prompt_tokens},"
         f"{record.completion_tokens},{record.total_tokens}{newline}"
     )
 
@@ -128,6 +128,11 @@ class CsvSink:
 
     def write(self, record: UsageRecord) -> None:
         """Append one row; raise :class:`~tokenlog.SinkError` if it cannot be stored."""
+        # The generation first, then the layout: both are updated under the file lock, layout first.
+        generation = self._file.generation
+        layout, newline = self._layout, self._newline
+        if layout is not None and self._file.append_known(self._encode((record,), layout, newline), generation):
+            return
         self._append((record,))
 
     def write_many(self, records: Iterable[UsageRecord]) -> None:
