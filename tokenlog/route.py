@@ -54,6 +54,19 @@ def record_response(
     sessions: tuple[UsageSession, ...] | None = None,
 ) -> UsageRecord | None:
     """Record the usage in ``obj`` once; return the record (an earlier one for a seen response)."""
+    return record(obj, model, function, latency_ms, tags, sinks, sessions)
+
+
+def record(
+    obj: object,
+    model: str | None,
+    function: str | None,
+    latency_ms: float | None,
+    tags: Mapping[str, str] | None,
+    sinks: tuple[GuardedSink, ...] | None,
+    sessions: tuple[UsageSession, ...] | None,
+) -> UsageRecord | None:
+    """:func:`record_response` with positional arguments, for the decorator's hot path."""
     if not config.settings.enabled:
         return None
     reading = read_usage(obj)
@@ -116,7 +129,12 @@ def _destinations(sinks: tuple[GuardedSink, ...] | None, stack: tuple[UsageSessi
 
 def _merge_tags(stack: tuple[UsageSession, ...], tags: Mapping[str, str] | None) -> Mapping[str, str]:
     """The record's tags, read-only: the sessions' (outermost first), then the call's."""
-    if not any(session.tags for session in stack):
+    if not stack:
+        if not tags:
+            return _EMPTY_TAGS
+        if type(tags) is types.MappingProxyType:
+            return tags
+    elif not any(session.tags for session in stack):
         if not tags:
             return _EMPTY_TAGS
         if type(tags) is types.MappingProxyType:

@@ -111,15 +111,8 @@ class Tracker:
         self, result: object, started: float, model: str | None, sessions: tuple[UsageSession, ...] | None
     ) -> object:
         try:
-            return route.record_response(
-                result,
-                model=model,
-                function=self.function,
-                latency_ms=(perf_counter() - started) * 1000.0,
-                tags=self.tags,
-                sinks=self.sinks,
-                sessions=sessions,
-            )
+            latency_ms = (perf_counter() - started) * 1000.0
+            return route.record(result, model, self.function, latency_ms, self.tags, self.sinks, sessions)
         except SinkError:
             raise  # strict mode: the user asked for it
         except Exception as exc:  # a bug of ours must never break the user's call
