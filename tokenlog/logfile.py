@@ -108,7 +108,13 @@ class UsageLog:
                         yield row
                     return
                 except csv.Error as exc:  # the reader goes on with the next line
-                    self.line, self.problem = ended + 1, f"is not a CSV row: {exc}"
+                    # Python 3.10's csv module refuses NUL (3.11 reads it): say the same thing on both.
+                    problem = (
+                        "holds a NUL byte or a carriage return, expected neither"
+                        if "NUL" in str(exc)
+                        else f"is not a CSV row: {exc}"
+                    )
+                    self.line, self.problem = ended + 1, problem
                     yield []
                     self.problem = None
 
