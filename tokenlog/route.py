@@ -8,6 +8,7 @@ innermost open session that has any (``usage_session(sinks=...)``), else the pro
 from __future__ import annotations
 
 import atexit
+import itertools
 import logging
 import os
 import sys
@@ -17,7 +18,7 @@ import time
 import types
 import warnings
 import weakref
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -129,12 +130,7 @@ def _destinations(sinks: tuple[GuardedSink, ...] | None, stack: tuple[UsageSessi
 
 def _merge_tags(stack: tuple[UsageSession, ...], tags: Mapping[str, str] | None) -> Mapping[str, str]:
     """The record's tags, read-only: the sessions' (outermost first), then the call's."""
-    if not stack:
-        if not tags:
-            return _EMPTY_TAGS
-        if type(tags) is types.MappingProxyType:
-            return tags
-    elif not any(session.tags for session in stack):
+    if not stack or not any(session.tags for session in stack):
         if not tags:
             return _EMPTY_TAGS
         if type(tags) is types.MappingProxyType:
@@ -154,15 +150,19 @@ class _RecordedResponses:
     weak references are held weakly (an entry whose object died never matches again, even if
     its ``id`` is reused); others (a ``dict``'s usage) are held strongly, so their ``id`` cannot
     be reused while they are remembered.
+
+    No lock: ``dict.setdefault`` is atomic, so of two threads adding the same object at once
+    exactly one wins and the other gets its record back; the queue of keys (a deque) is atomic
+    too, and an entry is forgotten only by the queue item that added it (its sequence number).
+    Measured: the locked OrderedDict this replaces was a quarter of the decorator's own time.
     """
 
     def __init__(self, capacity: int = 4096) -> None:
         self._capacity = capacity
-        # An OrderedDict: popping the oldest of a plain dict over and over scans a growing run of
-        # deleted slots (measured: +1.8 us a call once full); OrderedDict.popitem(last=False) does not.
-        self._entries: OrderedDict[int, tuple[object, UsageRecord]] = OrderedDict()
+        self._entries: dict[int, tuple[object, UsageRecord, int]] = {}
+        self._order: deque[tuple[int, int]] = deque()
+        self._sequence = itertools.count()
         self._weak: dict[type, bool] = {}  # per type: does it take weak references?
-        self._lock = threading.Lock()
 
     def add(self, anchor: object, record: UsageRecord) -> UsageRecord | None:
         """Remember ``anchor``; if it was already recorded, return that earlier record instead."""
@@ -171,23 +171,27 @@ class _RecordedResponses:
         weak = self._weak.get(kind)
         if weak is None:
             weak = self._weak[kind] = kind.__weakrefoffset__ != 0
-        held = weakref.ref(anchor) if weak else anchor
+        sequence = next(self._sequence)
+        entry = (weakref.ref(anchor) if weak else anchor, record, sequence)
         entries = self._entries
-        with self._lock:
-            entry = entries.get(key)
-            if entry is not None:
-                earlier = entry[0]
-                if (earlier() if type(earlier) is weakref.ref else earlier) is anchor:
-                    return entry[1]
-                del entries[key]  # a dead object's id, reused: forget the old entry
-            entries[key] = (held, record)
-            if len(entries) > self._capacity:
-                entries.popitem(last=False)
+        prior = entries.setdefault(key, entry)
+        if prior is not entry:
+            earlier = prior[0]
+            if (earlier() if type(earlier) is weakref.ref else earlier) is anchor:
+                return prior[1]
+            entries[key] = entry  # a dead object's id, reused: this entry replaces its old one
+        order = self._order
+        order.append((key, sequence))
+        if len(order) > self._capacity:
+            old_key, old_sequence = order.popleft()
+            old = entries.get(old_key)
+            if old is not None and old[2] == old_sequence:
+                entries.pop(old_key, None)
         return None
 
     def clear(self) -> None:
-        with self._lock:
-            self._entries.clear()
+        self._entries.clear()
+        self._order.clear()
 
 
 _recorded = _RecordedResponses()
