@@ -96,20 +96,12 @@ def read_usage(obj: object) -> Reading | None:
                 prompt = getattr(usage, "prompt_tokens", None)
                 completion = getattr(usage, "completion_tokens", None)
                 total = getattr(usage, "total_tokens", None)
-                if (
-                    type(prompt) is int
-                    and type(completion) is int
-                    and type(total) is int
-                    and prompt >= 0
-                    and completion >= 0
-                    and total == prompt + completion
-                ):
+                counts = _valid_counts(prompt, completion, total)
+                if counts is not None:
                     model = getattr(obj, "model", None)
                     request_id = getattr(obj, "id", None)
                     return Reading(
-                        prompt,
-                        completion,
-                        total,
+                        *counts,
                         model if type(model) is str and model else _model_of(obj),
                         request_id if type(request_id) is str and request_id else None,
                         usage,
@@ -241,16 +233,9 @@ def _read(usage: object, response: object, anchor: object) -> Reading | None:
     total = get("total_tokens", _MISSING)
     model = _model_of(response)
 
-    # The common case, checked first: three valid counts that add up.
-    if (
-        type(prompt) is int
-        and type(completion) is int
-        and type(total) is int
-        and prompt >= 0
-        and completion >= 0
-        and total == prompt + completion
-    ):
-        return Reading(prompt, completion, total, model, _request_id_of(response), anchor)
+    counts = _valid_counts(prompt, completion, total)
+    if counts is not None:  # the common case, checked first
+        return Reading(*counts, model, _request_id_of(response), anchor)
 
     if prompt is _MISSING:
         _warn(f"usage has neither prompt_tokens nor input_tokens ({_describe(usage)}); no row written")
@@ -277,6 +262,20 @@ def _read(usage: object, response: object, anchor: object) -> Reading | None:
         )
     assert isinstance(total, int)
     return Reading(prompt, completion, total, model, _request_id_of(response), anchor)
+
+
+def _valid_counts(prompt: object, completion: object, total: object) -> tuple[int, int, int] | None:
+    """The three counts if they are non-negative ints (not bools) and total = prompt + completion."""
+    if (
+        type(prompt) is int
+        and type(completion) is int
+        and type(total) is int
+        and prompt >= 0
+        and completion >= 0
+        and total == prompt + completion
+    ):
+        return prompt, completion, total
+    return None
 
 
 def _is_count(value: object) -> bool:

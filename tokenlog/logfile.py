@@ -28,22 +28,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TextIO
 
+from .record import FIELD_NAMES
 from .sinks.csv import EXTRA_COLUMNS, MANDATORY_COLUMNS
 
 __all__ = ["LogFileError", "UsageLog", "open_log", "utc_timestamp"]
 
-RECORD_KEYS = (
-    "timestamp",
-    "model",
-    "prompt_tokens",
-    "completion_tokens",
-    "total_tokens",
-    "session",
-    "function",
-    "latency_ms",
-    "request_id",
-    "tags",
-)
+RECORD_KEYS = FIELD_NAMES
 """The JSONL keys and SQLite columns, in the order of the CSV columns they become."""
 
 ALL_COLUMNS = MANDATORY_COLUMNS + EXTRA_COLUMNS

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import types
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timezone
 
-__all__ = ["UsageRecord"]
+__all__ = ["FIELD_NAMES", "UsageRecord"]
 
 _EMPTY_TAGS: Mapping[str, str] = types.MappingProxyType({})
 
@@ -67,6 +67,9 @@ class UsageRecord:
             object.__setattr__(self, "tags", types.MappingProxyType(tags))
 
 
+FIELD_NAMES: tuple[str, ...] = tuple(f.name for f in fields(UsageRecord))
+"""The record's fields in order: also the JSONL keys and SQLite columns."""
+
 _new = object.__new__
 (
     _set_timestamp,
@@ -79,21 +82,7 @@ _new = object.__new__
     _set_latency,
     _set_request_id,
     _set_tags,
-) = (
-    UsageRecord.__dict__[name].__set__
-    for name in (
-        "timestamp",
-        "model",
-        "prompt_tokens",
-        "completion_tokens",
-        "total_tokens",
-        "session",
-        "function",
-        "latency_ms",
-        "request_id",
-        "tags",
-    )
-)
+) = (UsageRecord.__dict__[name].__set__ for name in FIELD_NAMES)
 
 
 def trusted_record(

@@ -5,22 +5,11 @@ from __future__ import annotations
 import json
 import math
 
-from ..record import UsageRecord
+from ..record import FIELD_NAMES, UsageRecord
 
 __all__ = ["FIELDS", "fields", "iso_timestamp", "latency", "tags_json"]
 
-FIELDS = (
-    "timestamp",
-    "model",
-    "prompt_tokens",
-    "completion_tokens",
-    "total_tokens",
-    "session",
-    "function",
-    "latency_ms",
-    "request_id",
-    "tags",
-)
+FIELDS = FIELD_NAMES
 """Field names, in this order, of every format that names its fields (JSONL keys, SQLite columns)."""
 
 
