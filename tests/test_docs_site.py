@@ -1,6 +1,6 @@
 """The documentation site stays true to the code: examples that parse, a complete API reference, the real CLI help.
 
-``mkdocs build --strict`` (in .ci/run) fails on a
+The guides' examples are run by tests/test_docs_examples.py; ``mkdocs build --strict`` (in .ci/run) fails on a
 broken link, a missing anchor, a page left out of the nav or an API reference that does not resolve.
 """
 
@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+import tokenlog
 from tests.docs_snippets import DOCS, blocks
 
 if sys.version_info >= (3, 11):
@@ -197,7 +198,7 @@ def test_every_command_is_described_in_the_command_line_guide() -> None:
         assert f"`{name}" in guide, f"docs/cli.md does not describe `{name}`"
 
 
-# -- environment variables -------------------------------------------------------------------------------
+# -- environment variables, README -------------------------------------------------------------------------------
 
 
 def test_every_environment_variable_tokenlog_reads_is_documented() -> None:
@@ -206,3 +207,16 @@ def test_every_environment_variable_tokenlog_reads_is_documented() -> None:
     assert {"TOKENLOG_FILE", "TOKENLOG_DISABLE", "TOKENLOG_ON_ERROR", "TOKENLOG_PRICES"} <= names
     page = (DOCS / "reference" / "environment.md").read_text(encoding="utf-8")
     assert not [name for name in sorted(names) if f"`{name}`" not in page]
+
+
+def test_readme_links_to_pages_that_exist() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    links = re.findall(r"\]\((docs/[^)#]+)(?:#[^)]*)?\)", readme)
+    assert links
+    for link in links:
+        assert (ROOT / link).exists() or link in GENERATED, f"README.md links to {link}, which does not exist"
+    assert "mkdocs" in readme, "README.md should say how to build the documentation"
+
+
+def test_version_in_the_changelog() -> None:
+    assert f"## {tokenlog.__version__}" in (DOCS / "changelog.md").read_text(encoding="utf-8")
