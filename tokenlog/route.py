@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 
 from . import config
 from ._context import open_sessions
-from ._fork import reset_after_fork
+from ._fork import fork_safe_lock, reset_after_fork
 from .errors import SinkError, TokenlogWarning
 from .extract import read_usage
 from .record import _EMPTY_TAGS, UsageRecord, trusted_record
@@ -144,7 +144,7 @@ class _RecordedResponses:
         # deleted slots (measured: +1.8 us a call once full); OrderedDict.popitem(last=False) does not.
         self._entries: OrderedDict[int, tuple[object, UsageRecord]] = OrderedDict()
         self._weak: dict[type, bool] = {}  # per type: does it take weak references?
-        self._lock = threading.Lock()
+        self._lock = fork_safe_lock()
 
     def add(self, anchor: object, record: UsageRecord) -> UsageRecord | None:
         """Remember ``anchor``; if it was already recorded, return that earlier record instead."""
@@ -394,7 +394,7 @@ class _Retrier:
 
 _retrier = _Retrier()
 _guards: weakref.WeakValueDictionary[int, GuardedSink] = weakref.WeakValueDictionary()
-_guards_lock = threading.Lock()
+_guards_lock = fork_safe_lock()
 
 
 def guard(sink: Sink) -> GuardedSink:
@@ -426,7 +426,7 @@ class _Capture:
 
 
 _captures: tuple[_Capture, ...] = ()  # replaced, never changed in place: read without a lock
-_captures_lock = threading.Lock()
+_captures_lock = fork_safe_lock()
 
 
 def start_capture(*, write: bool) -> _Capture:
