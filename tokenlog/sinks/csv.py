@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable, Sequence
 from ..errors import TokenlogWarning
 from ..record import UsageRecord
 from ._append import AppendState, LockedAppendFile
+from ._cut import end_cut_line
 from ._fields import iso_timestamp, tags_json
 
 __all__ = ["EXTRA_COLUMNS", "MANDATORY_COLUMNS", "CsvSink"]
@@ -177,7 +178,7 @@ class CsvSink:
         elif state.ends_with_newline():
             prefix = b""
         else:
-            prefix = self._newline.encode()  # a writer died mid-line: never glue onto it
+            prefix = end_cut_line(state.fd, state.size, self._newline)  # a writer died mid-line: end that line
         if self._layout != layout or self._newline != newline:
             encoded = self._encode(records, self._layout, self._newline)  # the file changed what a row looks like
         return prefix + encoded
