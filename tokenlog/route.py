@@ -450,10 +450,11 @@ def _write_fallback(pending: list[GuardedSink]) -> None:
     from .sinks.csv import CsvSink
 
     stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
-    path = os.path.join(tempfile.gettempdir(), f"tokenlog-unwritten-{os.getpid()}-{stamp}.csv")
+    path = f"tokenlog-unwritten-{os.getpid()}-{stamp}.csv"
     rows = [record for guarded in pending for record in guarded.pending]
     targets = ", ".join(repr(guarded.sink) for guarded in pending)
     try:
+        path = os.path.join(tempfile.gettempdir(), path)  # raises if no temp dir takes a file (a full disk)
         CsvSink(path, extra_fields=("Session", "Function", "LatencyMs", "RequestId", "Tags")).write_many(rows)
         where = f"they are in {path}"
     except Exception as exc:
