@@ -24,6 +24,19 @@ def read_rows(path: Path | str) -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
+def logged_prompts(path: Path) -> list[int]:
+    """The PromptTokens of every row of a CSV (``.csv``), JSONL (``.jsonl``) or SQLite (other) log, in order."""
+    if path.suffix == ".csv":
+        return [int(row["PromptTokens"]) for row in read_rows(path)]
+    if path.suffix == ".jsonl":
+        return [json.loads(line)["prompt_tokens"] for line in path.read_text().splitlines()]
+    with sqlite3.connect(path) as connection:
+        assert connection.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        found = [row[0] for row in connection.execute("SELECT prompt_tokens FROM usage ORDER BY rowid")]
+    connection.close()
+    return found
+
+
 def chat_response(prompt: int = 10, completion: int = 5, *, model: str = "mistral-small-latest") -> dict[str, object]:
     """The JSON a /v1/chat/completions endpoint returns, as requests/httpx give it."""
     return {

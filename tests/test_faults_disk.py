@@ -13,13 +13,13 @@ import csv
 import io
 import json
 import os
-import sqlite3
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
 import pytest
+from helpers import logged_prompts
 
 CHILD = textwrap.dedent(
     """
@@ -90,17 +90,9 @@ def run_child(tmp_path: Path, kind: str, then: str) -> Child:
 
 def prompts_in(kind: str, path: Path) -> list[int]:
     """The PromptTokens of every row, in file order; the file must read whole (no half row)."""
-    if kind == "sqlite":
-        with sqlite3.connect(path) as connection:
-            assert connection.execute("PRAGMA integrity_check").fetchone() == ("ok",)
-            found = [row[0] for row in connection.execute("SELECT prompt_tokens FROM usage ORDER BY rowid")]
-        connection.close()
-        return found
-    content = path.read_text()
-    assert content.endswith("\n")
-    if kind == "jsonl":
-        return [json.loads(line)["prompt_tokens"] for line in content.splitlines()]
-    return [int(row["PromptTokens"]) for row in csv.DictReader(io.StringIO(content))]
+    if kind != "sqlite":
+        assert path.read_bytes().endswith(b"\n")
+    return logged_prompts(path)
 
 
 @pytest.mark.parametrize("kind", sorted(SINKS))

@@ -114,6 +114,9 @@ def make_killed_log(directory: Path, *, rounds: int, most: int) -> KilledLog:
 
 
 def _ends_mid_line(path: Path) -> bool:
+    """True if the file does not end with a line break (an empty or missing file: killed before its first row)."""
+    if not path.exists() or path.stat().st_size == 0:
+        return False
     with open(path, "rb") as handle:
         handle.seek(-1, 2)
         return handle.read(1) != b"\n"
