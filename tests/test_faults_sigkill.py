@@ -18,6 +18,7 @@ import random
 import re
 import shutil
 import signal
+import sqlite3
 import struct
 import subprocess
 import sys
@@ -39,13 +40,16 @@ STAMP = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9
 
 WRITER = textwrap.dedent(
     """
-    import mmap, struct, sys
+    import json, mmap, struct, sys
     import tokenlog
 
-    csv_path, jsonl_path, ack_path, round_, pad = sys.argv[1:6]
-    tokenlog.configure(
-        sinks=[tokenlog.CsvSink(csv_path, extra_fields=("Tags",)), tokenlog.JsonlSink(jsonl_path)], on_error="raise"
-    )
+    ack_path, round_, pad, files = sys.argv[1], sys.argv[2], sys.argv[3], json.loads(sys.argv[4])
+    make = {
+        "csv": lambda path: tokenlog.CsvSink(path, extra_fields=("Tags",)),
+        "jsonl": tokenlog.JsonlSink,
+        "sqlite": tokenlog.SqliteSink,
+    }
+    tokenlog.configure(sinks=[make[kind](path) for kind, path in files], on_error="raise")
     with open(ack_path, "r+b") as handle:
         returned = mmap.mmap(handle.fileno(), 8)
 
@@ -84,24 +88,27 @@ class KilledLog:
     cut_jsonl: int = 0
 
 
+def kill_a_writer(directory: Path, round_: int, **files: Path) -> int:
+    """Start a writer appending to ``files`` (kind: path), SIGKILL it at a random moment; the calls that returned."""
+    ack = directory / "returned"
+    ack.write_bytes(bytes(8))
+    listed = json.dumps([[kind, str(path)] for kind, path in files.items()])
+    command = [sys.executable, "-c", WRITER, str(ack), str(round_), PAD, listed]
+    writer = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert writer.stdout is not None
+    assert writer.stdout.readline() == b"ready\n", writer.communicate()[1]
+    time.sleep(random.uniform(0, 0.005))
+    writer.send_signal(signal.SIGKILL)
+    _, errors = writer.communicate()
+    assert writer.returncode == -signal.SIGKILL, errors.decode()
+    return int(struct.unpack("q", ack.read_bytes())[0])
+
+
 def make_killed_log(directory: Path, *, rounds: int, most: int) -> KilledLog:
     """Kill writers until at least ``rounds`` rounds ran and each file was left cut at least once (``most`` rounds)."""
     log = KilledLog(directory / "usage.csv", directory / "usage.jsonl")
-    ack = directory / "returned"
     for round_ in range(most):
-        ack.write_bytes(bytes(8))
-        writer = subprocess.Popen(
-            [sys.executable, "-c", WRITER, str(log.csv), str(log.jsonl), str(ack), str(round_), PAD],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-        )
-        assert writer.stdout is not None
-        assert writer.stdout.readline() == b"ready\n", writer.communicate()[1]
-        time.sleep(random.uniform(0, 0.005))
-        writer.send_signal(signal.SIGKILL)
-        _, errors = writer.communicate()
-        assert writer.returncode == -signal.SIGKILL, errors.decode()
-        log.returned.append(struct.unpack("q", ack.read_bytes())[0])
+        log.returned.append(kill_a_writer(directory, round_, csv=log.csv, jsonl=log.jsonl))
         log.cut_csv += _ends_mid_line(log.csv)
         log.cut_jsonl += _ends_mid_line(log.jsonl)
         # The next writer: a new process would do the same; a new sink object has its own open file and lock.
@@ -312,6 +319,23 @@ def test_repair_while_writers_append_loses_none_of_their_rows(killed: KilledLog,
         assert [int(record.cells[2]) for record in mine] == list(range(count))  # none lost, none twice, in order
         assert mine[0].cells[0] < started  # and before the repair began
     assert run_tokenlog("validate", str(path), cwd=tmp_path).returncode == 0
+
+
+def test_a_sqlite_writer_killed_at_random_moments_loses_at_most_the_row_in_flight(tmp_path: Path) -> None:
+    """Each row is one committed transaction (WAL): a kill can only lose the one not yet committed."""
+    path = tmp_path / "usage.db"
+    for round_ in range(10):
+        returned = kill_a_writer(tmp_path, round_, sqlite=path)
+        with sqlite3.connect(path) as connection:
+            assert connection.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+            prompts = [
+                prompt
+                for (prompt,) in connection.execute(
+                    "SELECT prompt_tokens FROM usage WHERE model = ? ORDER BY rowid", (model("writer", round_),)
+                )
+            ]
+        connection.close()
+        assert prompts in (list(range(returned)), list(range(returned + 1)))
 
 
 @pytest.mark.slow
