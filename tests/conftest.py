@@ -1,6 +1,7 @@
 """Every test starts in its own empty directory with tokenlog's defaults and no TOKENLOG_* variables.
 
-The ``server`` fixture is a local Mistral-compatible HTTP server shared by the SDK tests.
+The ``server`` fixture is a local Mistral-compatible HTTP server shared by the SDK tests. Tests marked
+``slow`` (the stress run) are skipped unless selected with ``-m``: ``python -m pytest -m slow``.
 """
 
 from __future__ import annotations
@@ -15,6 +16,15 @@ import pytest
 import tokenlog
 from tests.sdk import Mistral
 from tokenlog.testing.server import MistralCompatibleServer
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.option.markexpr:
+        return  # `-m slow`, `-m "not slow"`: the user chose
+    skip = pytest.mark.skip(reason="stress run: python -m pytest -m slow")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
 
 
 @pytest.fixture(autouse=True)

@@ -24,6 +24,19 @@ def read_rows(path: Path | str) -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
+def logged_prompts(path: Path) -> list[int]:
+    """The PromptTokens of every row of a CSV (``.csv``), JSONL (``.jsonl``) or SQLite (other) log, in order."""
+    if path.suffix == ".csv":
+        return [int(row["PromptTokens"]) for row in read_rows(path)]
+    if path.suffix == ".jsonl":
+        return [json.loads(line)["prompt_tokens"] for line in path.read_text().splitlines()]
+    with sqlite3.connect(path) as connection:
+        assert connection.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        found = [row[0] for row in connection.execute("SELECT prompt_tokens FROM usage ORDER BY rowid")]
+    connection.close()
+    return found
+
+
 def chat_response(prompt: int = 10, completion: int = 5, *, model: str = "mistral-small-latest") -> dict[str, object]:
     """The JSON a /v1/chat/completions endpoint returns, as requests/httpx give it."""
     return {
@@ -36,14 +49,21 @@ def chat_response(prompt: int = 10, completion: int = 5, *, model: str = "mistra
     }
 
 
-def _write_usage(spec: str | None, worker: int, rows: int, start: multiprocessing.synchronize.Event) -> None:
-    """In a spawned process: record ``rows`` calls as ``model-<worker>`` (prompt = worker, completion = i)."""
+def _write_usage(
+    specs: Sequence[str] | None, worker: int, rows: int, threads: int, start: multiprocessing.synchronize.Event
+) -> None:
+    """In a spawned process: record ``rows`` calls as ``model-<worker>`` (prompt = worker, completion = i).
+
+    With ``threads`` > 1, thread ``t`` records the calls ``i`` with ``i % threads == t``, all threads at once.
+    """
+    import threading
+
     import tokenlog
 
-    if spec is None:
+    if specs is None:
         tokenlog.configure()  # the default CSV file, from $TOKENLOG_FILE
     else:
-        tokenlog.configure(sinks=[spec], on_error="raise")  # a row that cannot be written fails the worker
+        tokenlog.configure(sinks=list(specs), on_error="raise")  # a row that cannot be written fails the worker
 
     @tokenlog.track_usage
     def ask(i: int) -> dict[str, object]:
@@ -52,32 +72,70 @@ def _write_usage(spec: str | None, worker: int, rows: int, start: multiprocessin
             "usage": {"prompt_tokens": worker, "completion_tokens": i, "total_tokens": worker + i},
         }
 
+    errors: list[BaseException] = []
+
+    def run(part: int) -> None:
+        try:
+            for i in range(part, rows, threads):
+                ask(i)
+        except BaseException as exc:  # a thread's exception would not fail the process: hand it over
+            errors.append(exc)
+
     start.wait()  # every process starts writing at the same moment, onto a file nobody created yet
-    for i in range(rows):
-        ask(i)
+    if threads == 1:
+        run(0)
+    else:
+        running = [threading.Thread(target=run, args=(part,)) for part in range(threads)]
+        for thread in running:
+            thread.start()
+        for thread in running:
+            thread.join()
+    if errors:
+        raise errors[0]
 
 
-def run_writer_processes(spec: str | None, *, processes: int, rows: int) -> None:
-    """Spawn ``processes`` processes that each record ``rows`` calls to ``spec`` (None: the default sink) at once."""
+def run_writer_processes(
+    spec: str | Sequence[str] | None, *, processes: int, rows: int, threads: Sequence[int] = ()
+) -> None:
+    """Spawn ``processes`` processes that each record ``rows`` calls to ``spec`` (None: the default sink) at once.
+
+    ``spec`` is one sink or a list of them (every row goes to each); ``threads[w]`` is how many threads
+    process ``w`` records from (default 1).
+    """
+    specs = None if spec is None else [spec] if isinstance(spec, str) else list(spec)
     context = multiprocessing.get_context("spawn")
     start = context.Event()
-    workers = [context.Process(target=_write_usage, args=(spec, w, rows, start)) for w in range(processes)]
+    workers = [
+        context.Process(target=_write_usage, args=(specs, w, rows, _threads_of(threads, w), start))
+        for w in range(processes)
+    ]
     for process in workers:
         process.start()
     start.set()
     for process in workers:
-        process.join(timeout=300)
+        process.join(timeout=600)
         assert process.exitcode == 0
 
 
-def check_writer_rows(rows: list[tuple[str, int, int, int]], *, processes: int, per_process: int) -> None:
-    """Every process wrote each of its rows exactly once, in its own order, with consistent numbers."""
+def _threads_of(threads: Sequence[int], worker: int) -> int:
+    return threads[worker] if worker < len(threads) else 1
+
+
+def check_writer_rows(
+    rows: Sequence[tuple[str, int, int, int]], *, processes: int, per_process: int, threads: Sequence[int] = ()
+) -> None:
+    """Every process wrote each of its rows exactly once, each thread in its own order, with consistent numbers."""
     by_worker: dict[int, list[int]] = {}
     for model, prompt, completion, total in rows:
         assert model == f"model-{prompt}"
         assert total == prompt + completion
         by_worker.setdefault(prompt, []).append(completion)
-    assert by_worker == {w: list(range(per_process)) for w in range(processes)}
+    assert sorted(by_worker) == list(range(processes))
+    for worker, completions in by_worker.items():
+        assert sorted(completions) == list(range(per_process)), f"worker {worker} lost or repeated a row"
+        count = _threads_of(threads, worker)
+        for part in range(count):
+            assert [i for i in completions if i % count == part] == list(range(part, per_process, count))
 
 
 def run_tokenlog(

@@ -183,6 +183,16 @@ def test_invalid_rows_stop_the_merge_and_nothing_is_written(tmp_path: Path) -> N
     assert len(read_rows(tmp_path / "out.csv")) == 2
 
 
+def test_a_row_whose_tags_were_cut_short_is_invalid_as_validate_says(tmp_path: Path) -> None:
+    source = write_csv(tmp_path / "in.csv", [record(0, tags={"team": "a"})], extra=("Tags",))
+    with open(source, "a") as handle:
+        handle.write('2026-06-01T10:00:00.000000+00:00,m,1,1,2,"{""team"":""a"\n')  # cut, its quote closed
+    result = merge(str(source), "-o", "out.csv", cwd=tmp_path)
+    assert result.returncode == 1
+    assert f'{source}:3: Tags is \'{{"team":"a\', expected empty or a JSON object' in result.stderr
+    assert next(LogCheck(source).problems()).line == 3
+
+
 def test_a_header_repeated_by_cat_is_not_a_row(tmp_path: Path) -> None:
     first = write_csv(tmp_path / "a.csv", [record(0)])
     second = write_csv(tmp_path / "b.csv", [record(1)])

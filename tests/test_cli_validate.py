@@ -116,6 +116,16 @@ BROKEN = {
     "stray-quote": (f'{HEADER}\n2026-06-01T10:00:00+00:00,m"x,1,1,2\n'.encode(), 2, "inside an unquoted field"),
     "text-after-quote": (f'{HEADER}\n2026-06-01T10:00:00+00:00,"m"x,1,1,2\n'.encode(), 2, "text after a closing"),
     "unclosed-quote": (f'{HEADER}\n{ROW}\n2026-06-01T10:00:00+00:00,"m,1,1,2\n'.encode(), 3, "never closed"),
+    "cut-inside-quotes": (
+        f'{HEADER}\n2026-06-01T10:00:00+00:00,"mistral, sm\n{ROW}\n{ROW}\n'.encode(),
+        2,
+        "is cut short inside a quoted field (was its writer killed?): line 3 starts a new row",
+    ),
+    "tags-cut-short": (
+        f'{HEADER},Tags\n{ROW},"{{""team"":""a""}}"\n{ROW},"{{""team"":""a"\n'.encode(),
+        3,
+        'Tags is \'{"team":"a\', expected empty or a JSON object',
+    ),
 }
 
 

@@ -184,22 +184,39 @@ def test_a_requests_response_whose_body_was_not_read_is_left_alone() -> None:
 
 
 @pytest.mark.parametrize(
-    ("field", "value"),
+    ("field", "value", "named"),
     [
-        ("prompt_tokens", None),
-        ("prompt_tokens", "12"),
-        ("completion_tokens", 1.5),
-        ("completion_tokens", True),
-        ("total_tokens", -1),
-        ("prompt_tokens", [1]),
+        ("prompt_tokens", None, "usage has no prompt_tokens"),
+        ("prompt_tokens", "3", "usage.prompt_tokens is '3', expected a non-negative integer"),
+        ("completion_tokens", 1.5, "usage.completion_tokens is 1.5, expected a non-negative integer"),
+        ("completion_tokens", True, "usage.completion_tokens is True, expected a non-negative integer"),
+        ("total_tokens", -1, "usage.total_tokens is -1, expected a non-negative integer"),
+        ("total_tokens", 2**63, "usage.total_tokens is 9223372036854775808, expected a count below 2**63"),
+        ("prompt_tokens", [1], "usage.prompt_tokens is [1], expected a non-negative integer"),
     ],
 )
-def test_a_count_that_is_not_a_non_negative_int_gives_no_record_and_a_warning_naming_it(
-    field: str, value: object
+def test_one_unusable_count_is_worked_out_from_the_other_two_and_the_warning_names_it(
+    field: str, value: object, named: str
 ) -> None:
-    usage: dict[str, object] = {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2, field: value}
-    with pytest.warns(tokenlog.TokenlogWarning, match=rf"usage\.{field} is {re.escape(repr(value))}"):
-        assert extract_usage({"model": "m", "usage": usage}) is None
+    usage: dict[str, object] = {"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7, field: value}
+    with pytest.warns(tokenlog.TokenlogWarning, match=re.escape(named) + r".*so the row has " + field):
+        record = extract_usage({"model": "m", "usage": usage})
+    assert record is not None
+    assert (record.model, record.prompt_tokens, record.completion_tokens, record.total_tokens) == ("m", 3, 4, 7)
+
+
+def test_two_unusable_counts_give_no_record_and_one_warning_naming_both() -> None:
+    with pytest.warns(tokenlog.TokenlogWarning) as caught:
+        assert extract_usage({"usage": {"prompt_tokens": "3", "completion_tokens": 4, "total_tokens": -1}}) is None
+    (warning,) = caught
+    assert "usage.prompt_tokens is '3'" in str(warning.message)
+    assert "usage.total_tokens is -1" in str(warning.message)
+    assert str(warning.message).endswith("no row written for this response")
+
+
+def test_counts_that_contradict_each_other_give_no_record() -> None:
+    with pytest.warns(tokenlog.TokenlogWarning, match=r"total_tokens - completion_tokens is -2"):
+        assert extract_usage({"usage": {"prompt_tokens": "x", "completion_tokens": 5, "total_tokens": 3}}) is None
 
 
 def test_usage_without_any_prompt_count_is_refused_with_a_warning() -> None:

@@ -1,9 +1,9 @@
-"""The ``tokenlog`` command (also ``python -m tokenlog``): report, validate, merge, demo.
+"""The ``tokenlog`` command (also ``python -m tokenlog``): report, validate, repair, merge, demo.
 
-Exit status: 0 on success, 1 when ``validate`` (or ``merge``) finds invalid rows, 2 for a usage
-error (a bad option, a missing or unreadable file, a bad price file). Errors are one line on
-standard error, never a traceback. ``report``, ``validate`` and ``merge`` need only the standard library;
-the mistralai SDK and the local server are imported only when ``demo`` runs.
+Exit status: 0 on success, 1 when ``validate`` (or ``merge``) finds invalid rows or ``repair`` moved
+broken lines aside, 2 for a usage error (a bad option, a missing or unreadable file, a bad price file).
+Errors are one line on standard error, never a traceback. ``report``, ``validate``, ``repair`` and ``merge``
+need only the standard library; the mistralai SDK and the local server are imported only when ``demo`` runs.
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_report(commands)
     _add_validate(commands)
+    _add_repair(commands)
     _add_merge(commands)
     _add_demo(commands)
     return parser
@@ -185,6 +186,55 @@ def _validate(args: argparse.Namespace) -> int:
     files = f"{args.files[0]} is" if len(args.files) == 1 else f"all {len(args.files)} files are"
     print(f"OK: {files} in the mandatory format ({rows:,} rows{noted})")
     return 0
+
+
+def _add_repair(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    repair = commands.add_parser(
+        "repair",
+        help="move the broken lines of CSV logs (cut short by a killed writer, ...) to a side file",
+        description="Move every line of FILE that `tokenlog validate` reports an error for (a line cut short by a "
+        "killed writer, a wrong number of fields, bad counts, a NUL byte, a repeated header, a blank line) to "
+        "<name>.broken.csv beside it, verbatim, each after a line that says where it was and why. The header and "
+        "the valid rows stay, in order, byte for byte. Safe while programs write to FILE: it holds the same lock "
+        "as they do, and replaces FILE in one step. Exit status 0 if nothing was broken (FILE is untouched), 1 if "
+        "lines were moved, 2 if a FILE cannot be repaired.",
+    )
+    repair.add_argument("files", nargs="+", metavar="FILE", help="the CSV logs to repair")
+    repair.add_argument(
+        "--lock-timeout",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="how long to wait for writers to let go of the file's lock (default: 10)",
+    )
+    repair.set_defaults(run=_repair, parser=repair)
+
+
+def _repair(args: argparse.Namespace) -> int:
+    from .repair import RepairError, repair_log
+
+    if not args.lock_timeout >= 0:
+        _usage_error(args, "--lock-timeout must be >= 0")
+    _check_readable(args.files)
+    status = 0
+    for path in args.files:
+        try:
+            result = repair_log(path, lock_timeout=args.lock_timeout)
+        except RepairError as exc:
+            raise CommandError(str(exc)) from None
+        for moved in result.moved:
+            print(f"{path}:{moved.first}: {moved.why}")
+        if result.moved:
+            status = 1
+            print(
+                f"MOVED: {len(result.moved):,} broken line(s) of {path} to {result.side} (lines "
+                f"{', '.join(map(str, result.moved))}); {path} keeps its header and {result.rows:,} rows"
+            )
+        else:
+            print(f"OK: {path} has no broken lines ({result.rows:,} rows); nothing changed")
+        for problem in result.header_problems:
+            print(f"note: the header is left as it is: {problem}")
+    return status
 
 
 def _add_merge(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -11,10 +11,11 @@ Environment variables, read when tokenlog first needs them and again at every ``
 from __future__ import annotations
 
 import os
-import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
+
+from ._fork import fork_safe_lock
 
 if TYPE_CHECKING:
     from .route import GuardedSink
@@ -47,7 +48,7 @@ def _from_environment() -> Settings:
 
 settings = _from_environment()
 _default: tuple[GuardedSink, ...] | None = None
-_lock = threading.Lock()
+_lock = fork_safe_lock()
 
 
 def configure(

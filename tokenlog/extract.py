@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 from typing import NamedTuple
 
 from .errors import TokenlogWarning
-from .record import UsageRecord
+from .record import MAX_COUNT, UsageRecord
 
 __all__ = ["Reading", "extract_usage", "read_usage", "stream_chunk_usage"]
 
@@ -87,7 +87,12 @@ def extract_usage(obj: object, *, model: str | None = None) -> UsageRecord | Non
 
 
 def read_usage(obj: object) -> Reading | None:
-    """Read usage from ``obj``; ``None`` if it has none or it is invalid (then one warning)."""
+    """Read usage from ``obj``; ``None`` if it has none or it is unusable (then one warning).
+
+    Never raises. The valid part of a response is kept: a count that is missing or invalid is
+    taken from the other two (``total = prompt + completion``), and a model or id that cannot be
+    read is left out; one warning names each field that was not used as it was.
+    """
     try:
         if _kinds.get(type(obj)) == _OBJECT:
             # The hot path, written out: an SDK response with valid prompt/completion/total counts.
@@ -106,6 +111,9 @@ def read_usage(obj: object) -> Reading | None:
                         request_id if type(request_id) is str and request_id else None,
                         usage,
                     )
+    except Exception:  # an attribute raised: read the response again, field by field, below
+        pass
+    try:
         located = _locate(obj, nested=False)
         if located is None:
             return None
@@ -224,44 +232,109 @@ def _read(usage: object, response: object, anchor: object) -> Reading | None:
     else:
         get = functools.partial(getattr, usage)
 
-    prompt_name, completion_name = "prompt_tokens", "completion_tokens"
-    prompt = get(prompt_name, _MISSING)
+    names = ["prompt_tokens", "completion_tokens", "total_tokens"]
+    prompt = _count_field(get, names[0])
     if prompt is _MISSING:
-        prompt_name, completion_name = "input_tokens", "output_tokens"  # OpenAI Responses API
-        prompt = get(prompt_name, _MISSING)
-    completion = get(completion_name, _MISSING)
-    total = get("total_tokens", _MISSING)
-    model = _model_of(response)
+        other = _count_field(get, "input_tokens")  # OpenAI Responses API
+        if other is not _MISSING:
+            names[:2], prompt = ["input_tokens", "output_tokens"], other
+    completion = _count_field(get, names[1])
+    total = _count_field(get, names[2])
+    problems: list[str] = []
+    model = _careful(_model_of, response, "model", problems)
+    request_id = _careful(_request_id_of, response, "id", problems)
 
     counts = _valid_counts(prompt, completion, total)
     if counts is not None:  # the common case, checked first
-        return Reading(*counts, model, _request_id_of(response), anchor)
+        if problems:
+            _warn("; ".join(problems) + f" (model {model or 'unknown'}); the rest was recorded")
+        return Reading(*counts, model, request_id, anchor)
 
-    if prompt is _MISSING:
-        _warn(f"usage has neither prompt_tokens nor input_tokens ({_describe(usage)}); no row written")
+    values = [prompt, completion, total]
+    if all(value is _MISSING for value in values):
+        problems.insert(0, f"usage has neither prompt_tokens nor input_tokens ({_describe(usage)})")
+        _warn("; ".join(problems) + "; no row written")
         return None
-    if completion is _MISSING:
-        completion = 0  # embeddings report no completion
-    problems = [
-        f"usage.{name} is {value!r}, expected a non-negative integer"
-        for name, value in ((prompt_name, prompt), (completion_name, completion), ("total_tokens", total))
-        if value is not _MISSING and not _is_count(value)
-    ]
-    if problems:
+    counts = _usable_counts(names, values, problems)
+    if counts is None:
         _warn("; ".join(problems) + f" (model {model or 'unknown'}); no row written for this response")
         return None
-    assert isinstance(prompt, int)
-    assert isinstance(completion, int)
-    computed = prompt + completion
-    if total is _MISSING:
-        total = computed
-    elif total != computed:
-        _warn(
-            f"usage.total_tokens is {total}, but prompt + completion is {computed} (model "
-            f"{model or 'unknown'}); the row keeps the response's own numbers"
+    if problems:
+        _warn("; ".join(problems) + f" (model {model or 'unknown'}); the rest was recorded")
+    return Reading(*counts, model, request_id, anchor)
+
+
+def _usable_counts(names: list[str], values: list[object], problems: list[str]) -> tuple[int, int, int] | None:
+    """Prompt, completion and total from what the response gave, or ``None`` if too little is usable.
+
+    Any two valid counts give the third (``total = prompt + completion``); a prompt count alone
+    is an embedding's (no completion). Each value not used as given is noted in ``problems``.
+    """
+    for name, value in zip(names, values, strict=True):
+        if value is not _MISSING and not _is_count(value):
+            problems.append(_invalid(name, value))
+    counts = [value if type(value) is int and _is_count(value) else None for value in values]
+    if counts[0] is not None and values[1] is _MISSING and values[2] is _MISSING:
+        return counts[0], 0, counts[0]  # an embedding: only a prompt count
+    unknown = [index for index, count in enumerate(counts) if count is None]
+    if len(unknown) > 1:
+        for index in unknown:
+            if values[index] is _MISSING:
+                first = "neither prompt_tokens nor input_tokens" if names[0] == "prompt_tokens" else names[0]
+                problems.append(f"usage has {first if index == 0 else 'no ' + names[index]}")
+        return None
+    for index in unknown:  # one count to work out from the other two (which are known: `or 0` never applies)
+        if index == 2:
+            derived, how = (counts[0] or 0) + (counts[1] or 0), f"{names[0]} + {names[1]}"
+        else:
+            derived, how = (counts[2] or 0) - (counts[1 - index] or 0), f"{names[2]} - {names[1 - index]}"
+        if not 0 <= derived <= MAX_COUNT:
+            problems.append(f"{how} is {derived}, expected a count for {names[index]}")
+            return None
+        counts[index] = derived
+        if values[index] is not _MISSING or index == 0:  # a response without total or completion is normal
+            if values[index] is _MISSING:
+                problems.append(f"usage has no {names[index]}")
+            problems[-1] += f", so the row has {names[index]} = {derived} ({how})"
+    prompt, completion, total = (count or 0 for count in counts)
+    if not unknown and total != prompt + completion:
+        problems.append(
+            f"usage.{names[2]} is {total}, but {names[0]} + {names[1]} is {prompt + completion}; the row keeps "
+            "the response's own numbers"
         )
-    assert isinstance(total, int)
-    return Reading(prompt, completion, total, model, _request_id_of(response), anchor)
+    return prompt, completion, total
+
+
+def _count_field(get: Callable[[str, object], object], name: str) -> object:
+    """A count field's value: ``_MISSING`` if absent or ``None``, an :class:`_Unreadable` if reading it raised."""
+    try:
+        value = get(name, _MISSING)
+    except Exception as exc:
+        return _Unreadable(exc)
+    return _MISSING if value is None else value
+
+
+class _Unreadable(NamedTuple):
+    """Reading a field raised this exception."""
+
+    error: Exception
+
+
+def _careful(read: Callable[[object], str | None], response: object, name: str, problems: list[str]) -> str | None:
+    """``read(response)``; if that raises, ``None`` and a note in ``problems``."""
+    try:
+        return read(response)
+    except Exception as exc:
+        problems.append(f"the response's {name} could not be used ({exc!r}), so the row has none")
+        return None
+
+
+def _invalid(name: str, value: object) -> str:
+    if isinstance(value, _Unreadable):
+        return f"reading usage.{name} raised {value.error!r}"
+    if type(value) is int and value > MAX_COUNT:
+        return f"usage.{name} is {value}, expected a count below 2**63 (no database column holds more)"
+    return f"usage.{name} is {_describe(value)}, expected a non-negative integer"
 
 
 def _valid_counts(prompt: object, completion: object, total: object) -> tuple[int, int, int] | None:
@@ -273,13 +346,14 @@ def _valid_counts(prompt: object, completion: object, total: object) -> tuple[in
         and prompt >= 0
         and completion >= 0
         and total == prompt + completion
+        and total <= MAX_COUNT
     ):
         return prompt, completion, total
     return None
 
 
 def _is_count(value: object) -> bool:
-    return type(value) is int and value >= 0  # type(...) is int: a bool is not a count
+    return type(value) is int and 0 <= value <= MAX_COUNT  # type(...) is int: a bool is not a count
 
 
 def _field(obj: object, name: str) -> object:
@@ -290,9 +364,12 @@ def _field(obj: object, name: str) -> object:
 
 
 def _model_of(response: object) -> str | None:
+    """The model the response names; raises ``ValueError`` if its ``model`` is not text."""
     model = _field(response, "model")
     if isinstance(model, str) and model:
         return model
+    if model is not None and not isinstance(model, str):
+        raise ValueError(f"model is {_describe(model)}, expected the model's name")
     outputs = _field(response, "outputs")  # mistralai conversations name the model per output
     if isinstance(outputs, (list, tuple)):
         for output in reversed(outputs):

@@ -20,7 +20,6 @@ from __future__ import annotations
 import inspect
 import logging
 import sys
-import threading
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from time import perf_counter
@@ -31,6 +30,7 @@ import wrapt
 
 from . import _context, config
 from ._context import open_sessions
+from ._fork import fork_safe_rlock
 from .track import Call, Tracker, current_call
 
 __all__ = ["TARGETS", "Target", "instrument", "instrumented_methods", "is_instrumented", "uninstrument"]
@@ -88,7 +88,7 @@ TARGETS: tuple[Target, ...] = (
 """Every SDK method tokenlog can instrument, by the module that defines or re-exports its class."""
 
 
-_lock = threading.RLock()
+_lock = fork_safe_rlock()
 _global = False  # instrument() was called and uninstrument() was not
 _wanted = False  # patches are wanted (instrument() or a session asked), so imports get patched
 _hooks_registered: set[str] = set()

@@ -26,7 +26,7 @@ from operator import itemgetter
 from pathlib import Path
 
 from .logfile import ALL_COLUMNS, UsageLog, open_log, utc_timestamp
-from .validate import row_problems, timestamp_problem
+from .validate import row_problems, tags_problem, timestamp_problem
 
 __all__ = ["RUN_ROWS", "MergeResult", "merge_logs", "output_columns"]
 
@@ -112,6 +112,7 @@ def _sorted_runs(
 def _rows(log: UsageLog, columns: tuple[str, ...], result: MergeResult) -> Iterator[tuple[str, ...]]:
     """An input's valid rows in the output's columns; its invalid rows go to ``result.problems``."""
     where = [log.index(column) for column in columns]
+    where.append(log.index("Tags") if "Tags" in columns else None)  # checked, as validate checks it
     width = len(log.columns)
     held: _Held | None = None  # the last row is checked once we know it is the last
     for cells in log.rows():
@@ -155,8 +156,8 @@ def _normalise(held: _Held, where: list[int | None], width: int) -> tuple[list[s
     """The cells in the output's columns, timestamp in UTC and counts as plain integers; and any problems."""
     if len(held.cells) != width:
         return [], [held.problem or _count_problem(held.cells, width)]
-    row = [held.cells[index] if index is not None else "" for index in where]
-    problem = _text_problem(row)
+    *row, tags = [held.cells[index] if index is not None else "" for index in where]
+    problem = _text_problem(row) or tags_problem(tags)
     if problem:
         return row, [problem]
     stamp = utc_timestamp(row[0])

@@ -11,10 +11,13 @@ __all__ = ["FIELD_NAMES", "UsageRecord"]
 
 _EMPTY_TAGS: Mapping[str, str] = types.MappingProxyType({})
 
+MAX_COUNT = 2**63 - 1
+"""The largest token count a record holds: SQLite, OpenTelemetry and most tools store counts in 64 bits."""
+
 
 def _check_count(name: str, value: object) -> None:
-    if type(value) is not int or value < 0:  # bool is excluded on purpose: True is not a count
-        raise ValueError(f"UsageRecord.{name} is {value!r}, expected a non-negative integer")
+    if type(value) is not int or not 0 <= value <= MAX_COUNT:  # bool is excluded on purpose: True is not a count
+        raise ValueError(f"UsageRecord.{name} is {value!r}, expected a non-negative integer below 2**63")
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,9 +58,9 @@ class UsageRecord:
             type(prompt) is int
             and type(completion) is int
             and type(total) is int
-            and prompt >= 0
-            and completion >= 0
-            and total >= 0
+            and 0 <= prompt <= MAX_COUNT
+            and 0 <= completion <= MAX_COUNT
+            and 0 <= total <= MAX_COUNT
         ):
             _check_count("prompt_tokens", prompt)
             _check_count("completion_tokens", completion)

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 
 from . import config
 from ._context import open_sessions
-from ._fork import reset_after_fork
+from ._fork import fork_safe_lock, reset_after_fork
 from .errors import SinkError, TokenlogWarning
 from .extract import read_usage
 from .record import _EMPTY_TAGS, UsageRecord, trusted_record
@@ -416,7 +416,7 @@ class _Retrier:
 
 _retrier = _Retrier()
 _guards: weakref.WeakValueDictionary[int, GuardedSink] = weakref.WeakValueDictionary()
-_guards_lock = threading.Lock()
+_guards_lock = fork_safe_lock()
 
 
 def guard(sink: Sink) -> GuardedSink:
@@ -448,7 +448,7 @@ class _Capture:
 
 
 _captures: tuple[_Capture, ...] = ()  # replaced, never changed in place: read without a lock
-_captures_lock = threading.Lock()
+_captures_lock = fork_safe_lock()
 
 
 def start_capture(*, write: bool) -> _Capture:
@@ -472,10 +472,11 @@ def _write_fallback(pending: list[GuardedSink]) -> None:
     from .sinks.csv import CsvSink
 
     stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
-    path = os.path.join(tempfile.gettempdir(), f"tokenlog-unwritten-{os.getpid()}-{stamp}.csv")
+    path = f"tokenlog-unwritten-{os.getpid()}-{stamp}.csv"
     rows = [record for guarded in pending for record in guarded.pending]
     targets = ", ".join(repr(guarded.sink) for guarded in pending)
     try:
+        path = os.path.join(tempfile.gettempdir(), path)  # raises if no temp dir takes a file (a full disk)
         CsvSink(path, extra_fields=("Session", "Function", "LatencyMs", "RequestId", "Tags")).write_many(rows)
         where = f"they are in {path}"
     except Exception as exc:

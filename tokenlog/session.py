@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextvars
 import functools
 import os
-import threading
 import types
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -13,6 +12,7 @@ from typing import ParamSpec, TypeVar
 
 from . import config, route
 from ._context import open_sessions
+from ._fork import fork_safe_lock
 from .instrumentation import ensure_patched
 from .record import UsageRecord
 from .sinks import Sink, resolve_sink
@@ -63,7 +63,7 @@ class UsageSession:
         self.calls_without_usage = 0
         self._totals = UsageTotals()
         self._by_model: dict[str, UsageTotals] = {}
-        self._lock = threading.Lock()
+        self._lock = fork_safe_lock()
         self._owned: list[Sink] = []  # sinks this session made from paths, closed at exit
         self._sinks: tuple[route.GuardedSink, ...] | None = None
         if sinks is not None:

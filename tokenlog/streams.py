@@ -17,7 +17,6 @@ function. An exception raised while iterating passes through unchanged.
 from __future__ import annotations
 
 import io
-import threading
 import types
 import weakref
 from collections.abc import Awaitable, Callable
@@ -26,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import wrapt
 
 from ._context import open_sessions
+from ._fork import fork_safe_lock
 from .extract import stream_chunk_usage
 
 if TYPE_CHECKING:
@@ -59,7 +59,7 @@ class _StreamState:
         self.model: str | None = None
         self.candidate: object = None
         self.done = False
-        self.lock = threading.Lock()
+        self.lock = fork_safe_lock()
 
     def see(self, chunk: object) -> None:
         if self.done:

@@ -26,22 +26,27 @@ problems are given at its first line.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import re
 from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import BinaryIO, NamedTuple
 
 from .logfile import utc_timestamp
 from .sinks.csv import MANDATORY_COLUMNS
 
-__all__ = ["LogCheck", "Problem", "row_problems", "timestamp_problem"]
+__all__ = ["LogCheck", "LogRecord", "Problem", "row_problems", "tags_problem", "timestamp_problem"]
 
 _BOM = b"\xef\xbb\xbf"
 _EXPECTED_TIME = "a UTC time like 2023-10-27T10:30:00.123456+00:00"
 _STRICT_TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{3}|\.[0-9]{6})?\+00:00")
 _COUNT = re.compile(r"[0-9]+")
 _HEADER = ",".join(MANDATORY_COLUMNS)
+# A line that starts like a row: a timestamp, then a comma (TimestampUTC is first and never quoted).
+_ROW_START = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}[^,\"]*,")
 
 
 @dataclass(frozen=True)
@@ -125,8 +130,45 @@ def row_problems(cells: Sequence[str]) -> list[str]:
     return problems
 
 
+def tags_problem(value: str) -> str | None:
+    """What is wrong with a ``Tags`` value, or ``None``: empty, or a JSON object as the CSV sink writes it.
+
+    A row cut short inside its tags (its writer was killed) fails here, since no prefix of a JSON
+    object is one.
+
+    >>> print(tags_problem('{"team":"a"}'), tags_problem(""))
+    None None
+    >>> print(tags_problem('{"team":"a'))
+    Tags is '{"team":"a', expected empty or a JSON object such as {"team":"a"} (cut short?)
+    """
+    if not value:
+        return None
+    try:
+        tags = json.loads(value)
+    except ValueError:
+        tags = None
+    if isinstance(tags, dict):
+        return None
+    shown = value if len(value) <= 60 else value[:57] + "..."
+    return f'Tags is {shown!r}, expected empty or a JSON object such as {{"team":"a"}} (cut short?)'
+
+
+class LogRecord(NamedTuple):
+    """One record of a file as :meth:`LogCheck.records` read it: where it starts, its physical lines
+    exactly as read (line breaks included), and its problems. A header, a row, or a broken line."""
+
+    line: int
+    raw: list[bytes]
+    problems: list[Problem]
+
+    @property
+    def broken(self) -> bool:
+        """True if any of its problems is an error (warnings do not break a record)."""
+        return any(not problem.warning for problem in self.problems)
+
+
 class LogCheck:
-    """Checks one file. Iterate :meth:`problems`; then :attr:`rows`, :attr:`errors` and
+    """Checks one file. Iterate :meth:`problems` (or :meth:`records`); then :attr:`rows`, :attr:`errors` and
     :attr:`warnings` count what it saw."""
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
@@ -136,67 +178,119 @@ class LogCheck:
         self.warnings = 0
         self._columns: list[str] | None = None
         self._ending: bytes | None = None  # the first line's line break
+        self._tags: int | None = None  # where the header has a Tags column
 
     def problems(self) -> Iterator[Problem]:
         """Every problem in the file, in the order of its lines."""
-        with open(self.path, "rb") as handle:
-            record: list[str] = []  # the lines of a row whose quoted field is still open
-            start = 0
-            number = 0
-            for number, raw in enumerate(handle, 1):
-                text = yield from self._line(number, raw)
-                if text is None:
-                    continue
-                if record:
-                    record.append(text)
-                else:
-                    start, record = number, [text]
-                joined = "\n".join(record)
-                fields = _split(joined)
-                if fields is None:
-                    continue  # a quoted field goes on on the next line
-                record = []
-                yield from self._record(start, fields, joined)
-            if record:
-                yield self._error(start, "a quoted field opened on this line is never closed, expected a closing '\"'")
-            if number == 0:
-                yield self._error(1, f"the file is empty, expected the header line {_HEADER}")
+        for record in self.records():
+            if record.problems:
+                yield from record.problems
 
-    def _line(self, number: int, raw: bytes) -> Generator[Problem, None, str | None]:
+    def records(self, handle: BinaryIO | None = None) -> Iterator[LogRecord]:
+        """Every record of the file in order, each with its bytes and problems (from ``handle`` if given).
+
+        A record is one physical line, or several when a quoted field holds a line break. A quoted
+        field still open when a line that starts like a row begins (a timestamp, then a comma) was
+        cut short: that record ends there, and the new line starts the next one.
+        """
+        with contextlib.ExitStack() as stack:
+            if handle is None:
+                handle = stack.enter_context(open(self.path, "rb"))
+            raw_lines: list[bytes] = []  # the lines of a record whose quoted field is still open
+            texts: list[str] = []  # and their text
+            problems: list[Problem] = []
+            start = number = 0
+            for number, raw in enumerate(handle, 1):
+                if not raw_lines:  # the common case: a new record
+                    start, raw_lines, problems = number, [raw], []
+                    text = self._line(number, raw, problems)
+                else:
+                    found: list[Problem] = []
+                    text = self._line(number, raw, found)
+                    if texts and text is not None and _ROW_START.match(text):
+                        problems.append(self._cut_inside_quotes(start, number))
+                        yield LogRecord(start, raw_lines, problems)
+                        start, raw_lines, problems, texts = number, [], [], []
+                    raw_lines.append(raw)
+                    problems += found
+                if text is None:  # unreadable: checked no further
+                    if not texts:
+                        yield LogRecord(start, raw_lines, problems)
+                        raw_lines = []
+                    continue
+                if texts:
+                    texts.append(text)
+                    text = "\n".join(texts)
+                fields = _split(text)
+                if fields is None:  # a quoted field goes on on the next line
+                    if not texts:
+                        texts = [text]
+                    continue
+                problems += self._record(start, fields, text)
+                yield LogRecord(start, raw_lines, problems)
+                raw_lines, texts = [], []
+            if raw_lines:
+                problems.append(
+                    self._error(start, "a quoted field opened on this line is never closed, expected a closing '\"'")
+                )
+                yield LogRecord(start, raw_lines, problems)
+            if number == 0:
+                yield LogRecord(1, [], [self._error(1, f"the file is empty, expected the header line {_HEADER}")])
+
+    def _cut_inside_quotes(self, start: int, number: int) -> Problem:
+        self.rows += self._columns is not None
+        return self._error(
+            start,
+            f"is cut short inside a quoted field (was its writer killed?): line {number} starts a new row, "
+            "expected the field closed and the row complete",
+        )
+
+    def _line(self, number: int, raw: bytes, problems: list[Problem]) -> str | None:
         """Check one physical line's bytes; return its text (without the line break), or None if unreadable."""
         if number == 1 and raw.startswith(_BOM):
-            yield self._error(
-                1,
-                "the file starts with a UTF-8 byte order mark, expected none (csv readers would name the first "
-                "column '\\ufeffTimestampUTC')",
+            problems.append(
+                self._error(
+                    1,
+                    "the file starts with a UTF-8 byte order mark, expected none (csv readers would name the first "
+                    "column '\\ufeffTimestampUTC')",
+                )
             )
             raw = raw[len(_BOM) :]
         ending = b"\r\n" if raw.endswith(b"\r\n") else b"\n" if raw.endswith(b"\n") else b""
         body = raw[: len(raw) - len(ending)]
         if not ending:
-            yield self._error(
-                number, "the last line has no line break: it may be cut short, expected every line to end with one"
+            problems.append(
+                self._error(
+                    number, "the last line has no line break: it may be cut short, expected every line to end with one"
+                )
             )
         elif self._ending is None:
             self._ending = ending
         elif ending != self._ending:
-            yield self._error(
-                number,
-                f"ends with {_name(ending)} but line 1 ends with {_name(self._ending)}, expected one kind of line "
-                "break in the whole file",
+            problems.append(
+                self._error(
+                    number,
+                    f"ends with {_name(ending)} but line 1 ends with {_name(self._ending)}, expected one kind of "
+                    "line break in the whole file",
+                )
             )
         if b"\0" in body:
-            yield self._error(number, f"holds a NUL byte at column {body.index(0) + 1}, expected text")
+            problems.append(self._error(number, f"holds a NUL byte at column {body.index(0) + 1}, expected text"))
             return None
         try:
             text = body.decode("utf-8")
         except UnicodeDecodeError as exc:
-            yield self._error(
-                number, f"is not valid UTF-8 (byte 0x{body[exc.start]:02x} at column {exc.start + 1}), expected UTF-8"
+            problems.append(
+                self._error(
+                    number,
+                    f"is not valid UTF-8 (byte 0x{body[exc.start]:02x} at column {exc.start + 1}), expected UTF-8",
+                )
             )
             return None
         if "\r" in text:
-            yield self._error(number, f"holds a carriage return at column {text.index(chr(13)) + 1}, expected none")
+            problems.append(
+                self._error(number, f"holds a carriage return at column {text.index(chr(13)) + 1}, expected none")
+            )
         return text
 
     def _record(self, line: int, fields: _Fields, text: str) -> Iterator[Problem]:
@@ -220,13 +314,22 @@ class LogCheck:
             return
         self.rows += 1
         if len(values) != len(self._columns):
-            yield self._error(line, f"has {len(values)} fields, expected {len(self._columns)} as in the header")
+            cut = (
+                " (cut short? a writer killed mid-row leaves a line like this)"
+                if len(values) < len(self._columns)
+                else ""
+            )
+            yield self._error(line, f"has {len(values)} fields, expected {len(self._columns)} as in the header{cut}")
         elif len(values) < len(MANDATORY_COLUMNS):  # and so has the header, which was reported already
             yield self._error(line, f"has {len(values)} fields, expected at least {len(MANDATORY_COLUMNS)}")
         if len(values) < len(MANDATORY_COLUMNS):
             return
         for message in row_problems(values):
             yield self._error(line, message)
+        if self._tags is not None and self._tags < len(values):
+            wrong = tags_problem(values[self._tags])
+            if wrong:
+                yield self._error(line, wrong)
         yield from self._quoting(line, quoted, text)
 
     def _header(self, line: int, values: list[str], quoted: list[bool]) -> Generator[Problem, None, bool]:
@@ -237,6 +340,7 @@ class LogCheck:
                 return False
             yield self._error(line, f"the header is {','.join(values)[:200]!r}, expected it to start with {_HEADER}")
         self._columns = values
+        self._tags = values.index("Tags") if "Tags" in values else None
         for index, name in enumerate(values):
             if not name.strip():
                 yield self._error(line, f"column {index + 1} of the header has no name, expected a column name")

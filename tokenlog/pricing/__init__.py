@@ -24,12 +24,13 @@ import math
 import os
 import re
 import sys
-import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
+
+from .._fork import fork_safe_lock
 
 __all__ = ["ModelPrice", "PriceTable", "PricingError", "builtin_prices", "default_prices", "load_prices"]
 
@@ -215,7 +216,7 @@ def _price(value: object, where: str) -> float | None:
 
 _builtin: PriceTable | None = None
 _defaults: dict[tuple[str, int], PriceTable] = {}
-_lock = threading.Lock()
+_lock = fork_safe_lock()
 
 
 def builtin_prices() -> PriceTable:

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable, Sequence
 from ..errors import TokenlogWarning
 from ..record import UsageRecord
 from ._append import AppendState, LockedAppendFile
+from ._cut import end_cut_line
 from ._fields import iso_timestamp, tags_json
 
 __all__ = ["EXTRA_COLUMNS", "MANDATORY_COLUMNS", "CsvSink"]
@@ -40,6 +41,14 @@ def _text(value: str | None) -> str:
     return "" if value is None else _quote(value)
 
 
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "'")
+
+
+def _guard(value: str | None) -> str | None:
+    """``value`` with a ``'`` before it if a spreadsheet would read it as a formula (or it starts with ``'``)."""
+    return "'" + value if value is not None and value.startswith(_FORMULA_STARTS) else value
+
+
 _CELLS: dict[str, Callable[[UsageRecord], str]] = {
     "TimestampUTC": iso_timestamp,
     "Model": lambda r: _quote(r.model),
@@ -51,6 +60,13 @@ _CELLS: dict[str, Callable[[UsageRecord], str]] = {
     "LatencyMs": lambda r: "" if r.latency_ms is None else f"{r.latency_ms:.3f}",
     "RequestId": lambda r: _text(r.request_id),
     "Tags": lambda r: _quote(tags_json(r)) if r.tags else "",
+}
+_GUARDED_CELLS = {  # formula_guard=True: the text a record's caller chose, guarded (tags are JSON: never a formula)
+    **_CELLS,
+    "Model": lambda r: _quote(_guard(r.model) or ""),
+    "Session": lambda r: _text(_guard(r.session)),
+    "Function": lambda r: _text(_guard(r.function)),
+    "RequestId": lambda r: _text(_guard(r.request_id)),
 }
 
 
@@ -65,9 +81,16 @@ def _mandatory_row(record: UsageRecord, newline: str) -> str:
     )
 
 
-def format_row(record: UsageRecord, columns: Sequence[str] = MANDATORY_COLUMNS, newline: str = "\n") -> str:
+def format_row(
+    record: UsageRecord,
+    columns: Sequence[str] = MANDATORY_COLUMNS,
+    newline: str = "\n",
+    *,
+    formula_guard: bool = False,
+) -> str:
     """One CSV line (with its line end) for ``record`` in the given column layout."""
-    return ",".join([_CELLS[column](record) for column in columns]) + newline
+    cells = _GUARDED_CELLS if formula_guard else _CELLS
+    return ",".join([cells[column](record) for column in columns]) + newline
 
 
 class CsvSink:
@@ -89,6 +112,13 @@ class CsvSink:
     - the file does not end with a line break (a writer was killed mid-line): the next row
       starts on a new line, so it is never glued onto the broken one.
 
+    ``formula_guard=True`` writes a ``'`` before any text value (model, session, function,
+    request id) that starts with ``=``, ``+``, ``-``, ``@``, a tab, a carriage return or ``'``,
+    so that a spreadsheet opening the file shows it as text instead of running it as a formula.
+    The price: those values are no longer written exactly as given (``=1+2`` becomes ``'=1+2``;
+    remove one leading ``'`` to get them back). Off by default: the log is a record of what the
+    API said, and tokenlog's own commands read it without ever evaluating anything.
+
     >>> import tempfile, datetime, pathlib
     >>> path = pathlib.Path(tempfile.mkdtemp()) / "usage.csv"
     >>> sink = CsvSink(path)
@@ -105,6 +135,7 @@ class CsvSink:
         *,
         extra_fields: Iterable[str] = (),
         lock_timeout: float = 5.0,
+        formula_guard: bool = False,
     ) -> None:
         extra = tuple(extra_fields)
         unknown = [name for name in extra if name not in EXTRA_COLUMNS]
@@ -116,6 +147,7 @@ class CsvSink:
         self.extra_fields = extra
         self.columns = MANDATORY_COLUMNS + extra
         self.lock_timeout = lock_timeout
+        self.formula_guard = formula_guard
         self._header = (",".join(self.columns) + "\n").encode()
         self._file = LockedAppendFile(self.path, lock_timeout)
         # Read and changed only under the file's lock, in _compose:
@@ -182,7 +214,7 @@ class CsvSink:
         elif state.ends_with_newline():
             prefix = b""
         else:
-            prefix = self._newline.encode()  # a writer died mid-line: never glue onto it
+            prefix = end_cut_line(state.fd, state.size, self._newline)  # a writer died mid-line: end that line
         if self._layout != layout or self._newline != newline:
             encoded = self._encode(records, self._layout, self._newline)  # the file changed what a row looks like
         return prefix + encoded
@@ -217,10 +249,11 @@ class CsvSink:
             )
 
     def _encode(self, records: tuple[UsageRecord, ...], layout: tuple[str, ...], newline: str) -> bytes:
-        if layout == MANDATORY_COLUMNS:
+        if layout == MANDATORY_COLUMNS and not self.formula_guard:
             text = "".join([_mandatory_row(record, newline) for record in records])
         else:
-            text = "".join([format_row(record, layout, newline) for record in records])
+            guard = self.formula_guard
+            text = "".join([format_row(record, layout, newline, formula_guard=guard) for record in records])
         try:
             return text.encode()
         except UnicodeEncodeError:
@@ -235,7 +268,12 @@ class CsvSink:
 
     def _side(self) -> CsvSink:
         if self._side_sink is None:
-            self._side_sink = CsvSink(self._side_path(), extra_fields=self.extra_fields, lock_timeout=self.lock_timeout)
+            self._side_sink = CsvSink(
+                self._side_path(),
+                extra_fields=self.extra_fields,
+                lock_timeout=self.lock_timeout,
+                formula_guard=self.formula_guard,
+            )
         return self._side_sink
 
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterable
 
+from .._fork import fork_safe_lock
 from ..record import UsageRecord
 
 __all__ = ["MemorySink"]
@@ -23,7 +23,7 @@ class MemorySink:
 
     def __init__(self) -> None:
         self.records: list[UsageRecord] = []
-        self._lock = threading.Lock()
+        self._lock = fork_safe_lock()
 
     def write(self, record: UsageRecord) -> None:
         """Append ``record``."""

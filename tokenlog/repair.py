@@ -1,0 +1,186 @@
+"""``tokenlog repair``: move the broken lines of a CSV log to a side file, keeping every byte.
+
+A broken line is one that ``tokenlog validate`` reports an error for: a line cut short by a killed
+writer, a wrong number of fields, counts that are not counts, a NUL byte, a header repeated by
+``cat``, a blank line. The header and every valid row stay where they were, in order, byte for
+byte; each broken line goes, verbatim, to ``<stem>.broken<ext>`` beside the log (``usage.csv`` ->
+``usage.broken.csv``), after a line that says where it was and why.
+
+It is safe while programs are writing to the log: the repair holds the same lock as the sinks
+(``flock`` on the file) from the first byte it reads until the repaired file has replaced the old
+one. A writer waits for it (up to its ``lock_timeout``; past that it keeps its rows and retries),
+then finds the old file replaced and appends to the new one. Nothing is lost if the repair is
+interrupted: the broken lines are written (and synced) to the side file first, then the repaired
+file is written beside the log and renamed over it in one step. At worst a broken line is in both.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import BinaryIO
+
+from .errors import SinkError
+from .sinks._append import AppendState, LockedAppendFile
+from .sinks.csv import MANDATORY_COLUMNS
+from .validate import LogCheck, LogRecord, Problem
+
+__all__ = ["RepairError", "RepairResult", "broken_path", "repair_log"]
+
+_BOM = b"\xef\xbb\xbf"
+
+
+class RepairError(Exception):
+    """The file cannot be repaired (it is not a tokenlog CSV log, or its lock could not be had); it is unchanged."""
+
+
+@dataclass
+class Moved:
+    """One broken record moved aside: its first and last line in the log, and why it is broken."""
+
+    first: int
+    last: int
+    why: str
+
+    def __str__(self) -> str:
+        return str(self.first) if self.first == self.last else f"{self.first}-{self.last}"
+
+
+@dataclass
+class RepairResult:
+    """What :func:`repair_log` did. ``moved`` is empty when nothing was broken (the file is untouched)."""
+
+    path: str
+    side: str
+    rows: int = 0
+    moved: list[Moved] = field(default_factory=list)
+    header_problems: list[Problem] = field(default_factory=list)
+
+
+def broken_path(path: str) -> str:
+    """Where the broken lines of ``path`` go: ``usage.csv`` -> ``usage.broken.csv``."""
+    root, ext = os.path.splitext(path)
+    return f"{root}.broken{ext or '.csv'}"
+
+
+def repair_log(path: str | os.PathLike[str], *, lock_timeout: float = 10.0) -> RepairResult:
+    """Move every broken line of the CSV log at ``path`` to its side file; keep the rest in place.
+
+    A symbolic link is followed: the file it points to is repaired, and stays where it is. Raises
+    :class:`RepairError` if the file is not a tokenlog CSV log, has other hard links (writers of
+    the other names would go on writing to the old file), or its lock is held longer than
+    ``lock_timeout`` seconds.
+    """
+    real = os.path.realpath(os.fspath(path))
+    if not os.path.isfile(real):
+        raise RepairError(f"{os.fspath(path)}: no such file")
+    result = RepairResult(real, broken_path(real))
+    appender = LockedAppendFile(real, lock_timeout)
+    try:
+        appender.append(lambda state: _repair_locked(state, result))
+    except SinkError as exc:
+        raise RepairError(f"{exc}; nothing changed") from None
+    finally:
+        appender.close()
+    return result
+
+
+def _repair_locked(state: AppendState, result: RepairResult) -> None:
+    """The repair itself, while this process holds the file's lock."""
+    if os.fstat(state.fd).st_nlink > 1:
+        raise RepairError(
+            f"{result.path} has other hard links; a repair would leave their writers on the old file. Nothing changed"
+        )
+    check = LogCheck(result.path)
+    with os.fdopen(os.dup(state.fd), "rb") as handle:
+        handle.seek(0)
+        records = check.records(handle)
+        header = next(records, None)
+        if header is None or not header.raw:
+            return  # an empty file: nothing to repair
+        _check_header(header, result.path)
+        result.header_problems = [problem for problem in header.problems if not problem.warning]
+        directory = os.path.dirname(result.path)
+        descriptor, temporary = tempfile.mkstemp(prefix=f".{os.path.basename(result.path)}.", dir=directory)
+        try:
+            with open(descriptor, "wb") as kept, tempfile.TemporaryFile() as broken:
+                kept.writelines(header.raw)
+                for record in records:
+                    if record.broken:
+                        _move(record, result, broken)
+                    else:
+                        kept.writelines(record.raw)
+                        result.rows += 1
+                if not result.moved:
+                    return
+                broken.seek(0)
+                _append_synced(result.side, broken)
+                kept.flush()
+                os.fsync(kept.fileno())
+            _replace(temporary, result.path, os.fstat(state.fd))
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temporary)
+
+
+def _check_header(header: LogRecord, path: str) -> None:
+    first = header.raw[0].removeprefix(_BOM).rstrip(b"\r\n")
+    if first.split(b",")[: len(MANDATORY_COLUMNS)] != [name.encode() for name in MANDATORY_COLUMNS]:
+        shown = first[:120].decode("utf-8", "replace")
+        raise RepairError(
+            f"{path} is not a tokenlog CSV log: its first line is {shown!r}, expected the header "
+            f"{','.join(MANDATORY_COLUMNS)}. Nothing changed"
+        )
+
+
+def _move(record: LogRecord, result: RepairResult, broken: BinaryIO) -> None:
+    """Write ``record`` verbatim to ``broken``, after a line that says where it was and why."""
+    errors = [problem.message for problem in record.problems if not problem.warning]
+    moved = Moved(record.line, record.line + max(len(record.raw), 1) - 1, "; ".join(errors))
+    result.moved.append(moved)
+    data = b"".join(record.raw)
+    added = "" if data.endswith(b"\n") else " (it had no line break at its end: one is added here)"
+    lines = f"lines {moved}" if moved.first != moved.last else f"line {moved}"
+    note = f"# tokenlog repair, {_now()}: {result.path} {lines}{added}: {moved.why}"
+    broken.write(_one_line(note).encode("utf-8", "backslashreplace") + b"\n")
+    broken.write(data if not added else data + b"\n")
+
+
+def _append_synced(path: str, source: BinaryIO) -> None:
+    """Append the whole of ``source`` to ``path`` and sync it to disk."""
+    with open(path, "ab") as side:
+        for chunk in _chunks(source):
+            side.write(chunk)
+        side.flush()
+        os.fsync(side.fileno())
+
+
+def _chunks(source: BinaryIO) -> Iterator[bytes]:
+    while chunk := source.read(1 << 20):
+        yield chunk
+
+
+def _replace(temporary: str, path: str, old: os.stat_result) -> None:
+    """Rename ``temporary`` over ``path``, with the old file's permissions (and owner, if we may)."""
+    os.chmod(temporary, old.st_mode & 0o7777)
+    with contextlib.suppress(OSError):
+        os.chown(temporary, old.st_uid, old.st_gid)
+    os.replace(temporary, path)
+    with contextlib.suppress(OSError):  # make the rename itself durable
+        directory = os.open(os.path.dirname(path), os.O_RDONLY)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
+
+
+def _one_line(text: str) -> str:
+    return text.replace("\r", "\\r").replace("\n", "\\n")
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
