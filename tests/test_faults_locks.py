@@ -79,3 +79,67 @@ def test_a_lock_held_by_another_process_delays_the_call_a_bounded_time_and_its_d
     assert logged_prompts(path) == [0, 1, 2, 3]
     (status,) = [s for s in tokenlog.sink_status() if s.sink is sink]
     assert (status.pending, status.failing) == (0, False)
+
+
+RELEASING_HOLDER = textwrap.dedent(
+    """
+    import sys
+    import portalocker
+
+    held = open(sys.argv[1], "a")
+    portalocker.lock(held, portalocker.LockFlags.EXCLUSIVE)
+    print("locked", flush=True)
+    sys.stdin.readline()  # holds the lock until told to let go
+    portalocker.unlock(held)
+    print("released", flush=True)
+    sys.stdin.readline()
+    """
+)
+
+PROBE = textwrap.dedent(
+    """
+    import sys
+    import portalocker
+
+    with open(sys.argv[1], "a") as handle:
+        try:
+            portalocker.lock(handle, portalocker.LockFlags.EXCLUSIVE | portalocker.LockFlags.NON_BLOCKING)
+        except portalocker.AlreadyLocked:
+            print("busy")
+        else:
+            print("free")
+    """
+)
+
+
+def test_a_writer_waiting_for_the_lock_gets_it_when_released_and_keeps_nothing_locked(tmp_path: Path) -> None:
+    """A write waiting for another process's lock gets it once released, and leaves the file unlocked."""
+    import threading
+
+    path = tmp_path / "usage.csv"
+    sink = CsvSink(path, lock_timeout=30)
+    sink.write(UsageRecord(datetime.now(timezone.utc), "first", 1, 1, 2))
+    holder = subprocess.Popen(
+        [sys.executable, "-c", RELEASING_HOLDER, str(path)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    assert holder.stdin is not None
+    assert holder.stdout is not None
+    try:
+        assert holder.stdout.readline() == "locked\n"
+        done = threading.Event()
+        writer = threading.Thread(
+            target=lambda: (sink.write(UsageRecord(datetime.now(timezone.utc), "second", 1, 1, 2)), done.set())
+        )
+        writer.start()
+        assert not done.wait(0.5), "the write must wait while another process holds the lock"
+        holder.stdin.write("\n")
+        holder.stdin.flush()
+        assert holder.stdout.readline() == "released\n"
+        writer.join(timeout=30)
+        assert done.is_set()
+        probe = subprocess.run([sys.executable, "-c", PROBE, str(path)], capture_output=True, text=True, check=True)
+        assert probe.stdout == "free\n", "after the append, this process must hold no lock on the file"
+    finally:
+        holder.kill()
+        holder.wait()
+    assert [row.split(",")[1] for row in path.read_text().splitlines()[1:]] == ["first", "second"]
