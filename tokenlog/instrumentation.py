@@ -90,7 +90,6 @@ TARGETS: tuple[Target, ...] = (
 
 _lock = fork_safe_rlock()
 _global = False  # instrument() was called and uninstrument() was not
-_wanted = False  # patches are wanted (instrument() or a session asked), so imports get patched
 _hooks_registered: set[str] = set()
 _patched: dict[tuple[type, str], tuple[Any, str]] = {}
 """(class, method name) -> (the attribute as it was in the class ``__dict__``, the label we record as)."""
@@ -117,9 +116,9 @@ def instrument() -> None:
 
 def uninstrument() -> None:
     """Put every patched SDK method back as it was. Sessions opened later patch again."""
-    global _global, _wanted
+    global _global
     with _lock:
-        _global = _wanted = _context.patching = False
+        _global = _context.patching = False
         for (owner, name), (original, label) in list(_patched.items()):
             current = vars(owner).get(name)
             if isinstance(current, wrapt.FunctionWrapper) and current.__wrapped__ is original:
@@ -142,11 +141,10 @@ def instrumented_methods() -> list[str]:
 
 def ensure_patched() -> None:
     """Patch what is imported now, and have every other target patched when it is imported."""
-    global _wanted
-    if _wanted:
+    if _context.patching:
         return  # the post-import hooks patch whatever is imported from now on
     with _lock:
-        _wanted = _context.patching = True
+        _context.patching = True  # patches are wanted: imports get patched, decorated calls say who calls
         for module_name in {target.module for target in TARGETS}:
             if module_name in _hooks_registered:
                 module = sys.modules.get(module_name)
@@ -160,7 +158,7 @@ def ensure_patched() -> None:
 
 def _on_import(module: ModuleType) -> None:
     with _lock:
-        if _wanted:
+        if _context.patching:
             _patch_module(module)
 
 
