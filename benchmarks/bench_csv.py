@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 import tokenlog
-from benchmarks.bench_overhead import responses
+from benchmarks.bench_overhead import fresh_responses
 from benchmarks.common import Result, interleaved, per_call_us
 from tokenlog.record import UsageRecord
 
@@ -74,13 +74,7 @@ def run(rows: int, repeats: int) -> dict[str, Result]:
 
     sink = tokenlog.CsvSink(path["c"])
     whole_sink = tokenlog.CsvSink(path["e"])
-    holder: list[Any] = []
-
-    def call(i: int) -> Any:
-        response = holder[i]
-        response.usage.total_tokens  # noqa: B018 - hot in cache, as right after the SDK parsed it
-        return response
-
+    call, with_responses = fresh_responses(rows)
     tracked_call = tokenlog.track_usage(sinks=[whole_sink])(call)
 
     def helper_path(i: int) -> Any:
@@ -88,13 +82,6 @@ def run(rows: int, repeats: int) -> dict[str, Result]:
 
     def plain(operation: Callable[[int], object]) -> Callable[[int], float]:
         return lambda _: per_call_us(operation, rows)
-
-    def with_responses(operation: Callable[[int], object]) -> Callable[[int], float]:
-        def go(_: int) -> float:
-            holder[:] = responses(rows)
-            return per_call_us(operation, rows)
-
-        return go
 
     candidates = {
         "flock + os.write of a ready line (limit)": plain(limit),

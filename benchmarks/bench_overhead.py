@@ -53,18 +53,37 @@ def responses(count: int) -> list[Any]:
     return [ChatCompletionResponse.model_validate(payload) for _ in range(count)]
 
 
+Candidate = Callable[[int], float]
+"""Runs one repeat of a workload and returns microseconds per operation."""
+
+
+def fresh_responses(count: int) -> tuple[Callable[[int], Any], Callable[[Callable[[int], object]], Candidate]]:
+    """``(call, timed)``: ``call(i)`` returns the i-th of ``count`` fresh responses, touched first (hot in cache,
+    as right after the SDK parsed it); ``timed(op)`` is a candidate that builds them anew, then times ``op``."""
+    held: list[Any] = []
+
+    def call(i: int) -> Any:
+        response = held[i]
+        response.usage.total_tokens  # noqa: B018 - hot in cache, as right after the SDK parsed it
+        return response
+
+    def timed(operation: Callable[[int], object]) -> Candidate:
+        def go(_: int) -> float:
+            held[:] = responses(count)
+            return per_call_us(operation, count)
+
+        return go
+
+    return call, timed
+
+
 def _passthrough(wrapped: Callable[..., Any], instance: object, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     return wrapped(*args, **kwargs)
 
 
 def run(calls: int, repeats: int) -> dict[str, Result]:
     """Microseconds per call of each candidate."""
-    holder: list[Any] = []
-
-    def call(i: int) -> Any:
-        response = holder[i]
-        response.usage.total_tokens  # noqa: B018 - hot in cache, as right after the SDK parsed it
-        return response
+    call, timed = fresh_responses(calls)
 
     @functools.wraps(call)
     def closure(i: int) -> Any:
@@ -73,13 +92,6 @@ def run(calls: int, repeats: int) -> dict[str, Result]:
     wrapt_passthrough = wrapt.decorator(_passthrough)(call)
     tracked = tokenlog.track_usage(sinks=[NoopSink()])(call)
     patched = wrapt.FunctionWrapper(call, _sync_wrapper(Tracker("bench", None, None, None)))
-
-    def timed(operation: Callable[[int], object]) -> Callable[[int], float]:
-        def go(_: int) -> float:
-            holder[:] = responses(calls)
-            return per_call_us(operation, calls)
-
-        return go
 
     candidates = {
         "bare call": timed(call),
