@@ -59,7 +59,7 @@ def test_the_fast_row_formatter_writes_what_the_general_one_writes(
     model: str, prompt: int, completion: int, newline: str, when: datetime
 ) -> None:
     record = UsageRecord(when, model, prompt, completion, prompt + completion)
-    assert _mandatory_row(record, newline) == format_row(record, MANDATORY_COLUMNS, newline)
+    assert _mandatory_row(record, newline.encode()) == format_row(record, MANDATORY_COLUMNS, newline).encode()
 
 
 @settings(max_examples=200, deadline=None)

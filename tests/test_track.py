@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import time
 import traceback
@@ -282,3 +283,87 @@ def test_a_sink_given_as_a_path_is_a_csv_file(tmp_path: Path) -> None:
 def test_something_that_is_not_a_sink_is_refused_at_decoration_time() -> None:
     with pytest.raises(TypeError, match="is not a sink"):
         track_usage(sinks=[42])  # type: ignore[list-item]
+
+
+def _sdk_response(prompt: int = 12, completion: int = 5) -> object:
+    """A mistralai ChatCompletionResponse, as the SDK builds it from the JSON it received."""
+    try:
+        from mistralai.client.models import ChatCompletionResponse
+    except ImportError:  # mistralai 1.x
+        from mistralai.models import ChatCompletionResponse  # type: ignore[no-redef,attr-defined,unused-ignore]
+    payload = {
+        "id": "cmpl-1",
+        "object": "chat.completion",
+        "created": 1_700_000_000,
+        "model": "mistral-small-latest",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion},
+    }
+    return ChatCompletionResponse.model_validate(payload)
+
+
+def test_every_fresh_sdk_response_gets_its_row_even_where_a_freed_one_lived() -> None:
+    # Each response is freed before the next is built, so Python hands its memory (and id) to the next
+    # one: "recorded once, by identity" must not take a new response for the old one.
+    sink = MemorySink()
+    usage_ids: list[int] = []
+
+    @track_usage(sinks=[sink])
+    def ask(prompt: int) -> object:
+        response = _sdk_response(prompt)
+        usage_ids.append(id(response.usage))  # type: ignore[attr-defined]
+        return response
+
+    for prompt in range(300):
+        ask(prompt)
+    assert len(set(usage_ids)) < len(usage_ids)  # ids were reused: the case this test is about happened
+    assert [record.prompt_tokens for record in sink.records] == list(range(300))
+
+
+def test_the_same_sdk_response_returned_again_by_a_cache_gives_one_row() -> None:
+    sink = MemorySink()
+    fetches: list[str] = []
+
+    @track_usage(sinks=[sink])
+    @functools.lru_cache(maxsize=8)
+    def ask(prompt: str) -> object:
+        fetches.append(prompt)
+        return _sdk_response(len(prompt))
+
+    for prompt in ["hi", "hello", "hi", "hi", "hello"]:
+        ask(prompt)
+    assert fetches == ["hi", "hello"]
+    assert [record.prompt_tokens for record in sink.records] == [2, 5]
+
+
+def test_session_record_of_a_response_a_decorator_already_recorded_writes_nothing_more() -> None:
+    sink = MemorySink()
+
+    @track_usage(sinks=[sink])
+    def ask() -> object:
+        return _sdk_response(7, 3)
+
+    response = ask()
+    with tokenlog.usage_session() as session:
+        again = session.record(response)
+    assert again is not None
+    assert (again.model, again.prompt_tokens, again.completion_tokens, again.total_tokens) == (
+        "mistral-small-latest",
+        7,
+        3,
+        10,
+    )
+    assert len(sink.records) == 1
+    assert session.calls == 0  # counted where it was recorded (outside this session), not twice
+    assert not Path("mistral_usage_log.csv").exists()
+
+
+def test_the_last_1024_responses_recorded_are_recognised_whoever_recorded_them() -> None:
+    sink = MemorySink()
+    responses = [_sdk_response(prompt) for prompt in range(1500)]
+    tracked = track_usage(sinks=[sink])(lambda i: responses[i])
+    for i in range(1500):
+        tracked(i)
+    for response in responses[-1024:]:
+        assert tracked(responses.index(response)) is response
+    assert len(sink.records) == 1500

@@ -31,7 +31,7 @@ from .extract import stream_chunk_usage
 if TYPE_CHECKING:
     from .session import UsageSession
 
-__all__ = ["StreamObserver", "StreamProxy", "observe_stream"]
+__all__ = ["StreamObserver", "StreamProxy", "is_stream_type", "observe_stream"]
 
 
 class StreamObserver(Protocol):
@@ -274,6 +274,11 @@ def _proxy_for(kind: type) -> type[StreamProxy] | None:
     if hasattr(kind, "__anext__"):
         return _AsyncStream
     return None
+
+
+def is_stream_type(kind: type) -> bool:
+    """True if values of this type are streams (or stream proxies): :func:`observe_stream` wraps them."""
+    return issubclass(kind, StreamProxy) or _proxy_for(kind) is not None
 
 
 def observe_stream(result: object, observer: StreamObserver, started: float, fallback: str | None) -> object | None:

@@ -15,6 +15,8 @@ import wrapt
 
 from . import _context, config, route, streams
 from .errors import SinkError, TokenlogWarning
+from .extract import _OBJECT, _kind
+from .record import _EMPTY_TAGS
 from .sinks import Sink, resolve_sink
 
 if TYPE_CHECKING:
@@ -116,9 +118,13 @@ class Tracker:
         except SinkError:
             raise  # strict mode: the user asked for it
         except Exception as exc:  # a bug of ours must never break the user's call
-            message = f"tokenlog failed to record a call of {self.function}: {exc!r}"
-            warnings.warn(message, TokenlogWarning, stacklevel=4)
+            self.failed(exc, stacklevel=5)
             return None
+
+    def failed(self, exc: Exception, *, stacklevel: int) -> None:
+        """Recording a call failed in tokenlog itself: say so (at the user's line); the call goes on."""
+        message = f"tokenlog failed to record a call of {self.function}: {exc!r}"
+        warnings.warn(message, TokenlogWarning, stacklevel=stacklevel)
 
 
 def _model_argument(kwargs: Mapping[str, Any]) -> str | None:
@@ -187,24 +193,54 @@ def track_usage(
     return decorate if func is None else decorate(func)
 
 
+_plain_types: dict[type, bool] = {}
+"""Per type of result: an object that is not a mapping, sequence or stream (route.record_plain may read it)."""
+
+
+def _is_plain(kind: type) -> bool:
+    plain = _plain_types.get(kind)
+    if plain is None:
+        plain = _kind(kind) == _OBJECT and not streams.is_stream_type(kind)
+        if len(_plain_types) < 10_000:  # types made on the fly must not grow this without bound
+            _plain_types[kind] = plain
+    return plain
+
+
 def _sync_wrapper(tracker: Tracker) -> Any:
+    function, tags, sinks = tracker.function, tracker.tags or _EMPTY_TAGS, tracker.sinks
+
     @wrapt.decorator  # type: ignore[untyped-decorator,unused-ignore]
     def wrapper(wrapped: Callable[..., Any], instance: object, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        if not config.settings.enabled:
-            return wrapped(*args, **kwargs)
-        if not _context.patching:  # no instrumented SDK method can be inside this call
-            started = perf_counter()
-            return tracker.observe(wrapped(*args, **kwargs), started, kwargs, None)
-        call = Call(tracker)
-        token = current_call.set(call)
+        if _context.patching or not config.settings.enabled:
+            return _call(tracker, wrapped, args, kwargs)
         started = perf_counter()
-        try:
-            result = wrapped(*args, **kwargs)
-        finally:
-            current_call.reset(token)
-        return tracker.observe(result, started, kwargs, call)
+        result = wrapped(*args, **kwargs)
+        if _plain_types.get(type(result)) or _is_plain(type(result)):  # an SDK response, most likely
+            try:
+                if route.record_plain(result, function, started, tags, sinks):
+                    return result
+            except SinkError:
+                raise  # strict mode: the user asked for it
+            except Exception as exc:  # a bug of ours must never break the user's call
+                tracker.failed(exc, stacklevel=3)
+                return result
+        return tracker.observe(result, started, kwargs, None)
 
     return wrapper
+
+
+def _call(tracker: Tracker, wrapped: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """A decorated call when tokenlog is disabled, or SDK methods are patched (they report to this call)."""
+    if not config.settings.enabled:
+        return wrapped(*args, **kwargs)
+    call = Call(tracker)
+    token = current_call.set(call)
+    started = perf_counter()
+    try:
+        result = wrapped(*args, **kwargs)
+    finally:
+        current_call.reset(token)
+    return tracker.observe(result, started, kwargs, call)
 
 
 def _async_wrapper(tracker: Tracker) -> Any:

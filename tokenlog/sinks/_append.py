@@ -83,6 +83,9 @@ class AppendState:
 Compose = Callable[[AppendState], "bytes | None"]
 
 
+_fstat = os.fstat
+_write = os.write
+
 _yield_cpu: Callable[[], object] = getattr(os, "sched_yield", lambda: time.sleep(0))
 _YIELDS = 20
 """Lock attempts, each after yielding the CPU, before the first sleep (8 processes on 2 cores: 64k rows/s with
@@ -124,27 +127,31 @@ class LockedAppendFile:
     def append_known(self, data: bytes, generation: int) -> bool:
         """Append ``data`` if the file is still the one the sink looked at in ``generation``; else False.
 
-        The common case, kept short: the file is the same one, not empty, and ends a line. In every
-        other case nothing is written and the sink takes the general path (:meth:`append`).
+        The common case, written out (each row takes this path): the file is open, it is the one
+        the sink has looked at, it is still linked, not empty, and ends a line. In every other case
+        nothing is written and the sink takes the general path (:meth:`append`), which reopens,
+        inspects and repairs as needed.
         """
         with self._lock:
+            fd = self._fd
+            if fd is None or generation != self.generation or self._file_id is None:
+                return False
             try:
-                fd, stat = self._locked_fd()
+                if not _try_lock(fd):
+                    self._wait_for_lock(fd)
             except SinkError:
                 raise
             except _LOCK_ERRORS as exc:
                 self._forget_file()
                 raise SinkError(f"cannot append to {self.path}: {_reason(exc)}") from exc
             try:
+                stat = _fstat(fd)  # one system call tells: deleted or replaced (st_nlink), and the size
                 size = stat.st_size
-                if (
-                    generation != self.generation
-                    or (stat.st_dev, stat.st_ino) != self._file_id
-                    or size == 0
-                    or (size != self._end and os.pread(fd, 1, size - 1) != b"\n")
-                ):
+                if stat.st_nlink == 0 or size == 0 or (size != self._end and os.pread(fd, 1, size - 1) != b"\n"):
                     return False
-                self._write_whole(fd, data, size)
+                written = _write(fd, data)  # raises if it wrote nothing (ENOSPC, EFBIG): then nothing to undo
+                if written != len(data):
+                    self._write_rest(fd, data, size, written)
                 self._end = size + len(data)
                 return True
             except _LOCK_ERRORS as exc:
@@ -222,15 +229,30 @@ class LockedAppendFile:
     def _write_whole(fd: int, data: bytes, size: int) -> None:
         """Write all of ``data``; if that fails part-way, cut the file back to ``size``."""
         try:
-            written = os.write(fd, data)
-            while written < len(data):  # a short write: the next call names the reason (ENOSPC, EFBIG)
-                step = os.write(fd, data[written:])
+            written = _write(fd, data)
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, size)  # we hold the lock, so nobody else wrote past `size`
+            raise
+        if written < len(data):
+            LockedAppendFile._write_rest(fd, data, size, written)
+
+    @staticmethod
+    def _write_rest(fd: int, data: bytes, size: int, written: int) -> None:
+        """After a short write of ``written`` bytes at ``size``: write the rest, or cut the file back.
+
+        The next call names the reason a write fell short (ENOSPC, EFBIG); if it fails, the file
+        is cut back to ``size`` (we hold the lock, so nobody else wrote past it).
+        """
+        try:
+            while written < len(data):
+                step = _write(fd, data[written:])
                 if step == 0:
                     raise OSError(errno.EIO, f"only {written} of {len(data)} bytes could be written")
                 written += step
         except OSError:
             with contextlib.suppress(OSError):
-                os.ftruncate(fd, size)  # we hold the lock, so nobody else wrote past `size`
+                os.ftruncate(fd, size)
             raise
 
     def _forget_file(self) -> None:

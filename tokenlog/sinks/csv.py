@@ -16,7 +16,7 @@ from ..errors import TokenlogWarning
 from ..record import UsageRecord
 from ._append import AppendState, LockedAppendFile
 from ._cut import end_cut_line
-from ._fields import iso_timestamp, tags_json
+from ._fields import iso_timestamp, second_of, tags_json
 
 __all__ = ["EXTRA_COLUMNS", "MANDATORY_COLUMNS", "CsvSink"]
 
@@ -70,14 +70,40 @@ _GUARDED_CELLS = {  # formula_guard=True: the text a record's caller chose, guar
 }
 
 
-def _mandatory_row(record: UsageRecord, newline: str) -> str:
-    """:func:`format_row` for the five mandatory columns, written out for speed (the common case)."""
-    model = record.model
-    if '"' in model or "," in model or "\n" in model or "\r" in model:
-        model = _quote(model)
-    return (
-        f"{iso_timestamp(record)},{model},{record.prompt_tokens},"
-        f"{record.completion_tokens},{record.total_tokens}{newline}"
+_model_cells: dict[str, bytes] = {}
+"""A model name as its CSV cell, encoded: a handful of models fill millions of rows."""
+
+
+def _model_cell(model: str) -> bytes | None:
+    """``model`` quoted if needed and encoded; ``None`` if it is not valid Unicode (the careful path warns)."""
+    cell = _model_cells.get(model)
+    if cell is None:
+        try:
+            cell = _quote(model).encode()
+        except UnicodeEncodeError:
+            return None
+        if len(_model_cells) < 1024:  # made-up model names must not grow this without bound
+            _model_cells[model] = cell
+    return cell
+
+
+def _mandatory_row(record: UsageRecord, newline: bytes) -> bytes | None:
+    """One row of the five mandatory columns, written out for speed (the common case).
+
+    ``None`` if the model is not valid Unicode: :func:`format_row` then writes it escaped, with a warning.
+    """
+    model = _model_cell(record.model)
+    if model is None:
+        return None
+    ts = record.timestamp
+    return b"%b.%06d+00:00,%b,%d,%d,%d%b" % (
+        second_of(ts).data,
+        ts.microsecond,
+        model,
+        record.prompt_tokens,
+        record.completion_tokens,
+        record.total_tokens,
+        newline,
     )
 
 
@@ -151,8 +177,11 @@ class CsvSink:
         self._header = (",".join(self.columns) + "\n").encode()
         self._file = LockedAppendFile(self.path, lock_timeout)
         # Read and changed only under the file's lock, in _compose:
-        self._layout: tuple[str, ...] | None = self.columns  # None: rows go to the side file
+        self._layout: tuple[str, ...] | None = None  # None: rows go to the side file
         self._newline = "\n"
+        self._newline_bytes = b"\n"
+        self._plain = False  # rows are the five mandatory columns, unguarded: _mandatory_row writes them
+        self._set_layout(self.columns, "\n")
         self._side_sink: CsvSink | None = None
 
     def __repr__(self) -> str:
@@ -161,10 +190,16 @@ class CsvSink:
     def write(self, record: UsageRecord) -> None:
         """Append one row; raise :class:`~tokenlog.SinkError` if it cannot be stored."""
         # The generation first, then the layout: both are updated under the file lock, layout first.
-        generation = self._file.generation
-        layout, newline = self._layout, self._newline
-        if layout is not None and self._file.append_known(self._encode((record,), layout, newline), generation):
-            return
+        file = self._file
+        generation = file.generation
+        if self._plain:  # the five mandatory columns, no formula guard: written out (the common case)
+            data = _mandatory_row(record, self._newline_bytes)
+            if data is not None and file.append_known(data, generation):
+                return
+        else:
+            layout, newline = self._layout, self._newline
+            if layout is not None and file.append_known(self._encode((record,), layout, newline), generation):
+                return
         self._append((record,))
 
     def write_many(self, records: Iterable[UsageRecord]) -> None:
@@ -209,7 +244,7 @@ class CsvSink:
         if self._layout is None:
             return None
         if state.size == 0:
-            self._layout, self._newline = self.columns, "\n"
+            self._set_layout(self.columns, "\n")
             prefix = self._header
         elif state.ends_with_newline():
             prefix = b""
@@ -230,30 +265,42 @@ class CsvSink:
             first = head
         else:
             first = head[:end]
-        self._newline = "\r\n" if first.endswith(b"\r") else "\n"
+        newline = "\r\n" if first.endswith(b"\r") else "\n"
         found = first.removeprefix(_BOM).rstrip(b"\r").decode("utf-8", "replace")
         columns = tuple(found.split(","))
         if columns == self.columns:
-            self._layout = self.columns
+            self._set_layout(self.columns, newline)
         elif columns[: len(MANDATORY_COLUMNS)] == MANDATORY_COLUMNS and _known_and_unique(columns):
-            self._layout = columns
+            self._set_layout(columns, newline)
             _warn(
                 f"{self.path} has the header {found!r}; this sink was asked for {','.join(self.columns)!r}, "
                 "so its rows follow the file's columns"
             )
         else:
-            self._layout = None
+            self._set_layout(None, newline)
             _warn(
                 f"{self.path} has the header {found[:200]!r}, not {','.join(self.columns)!r}; rows go to "
                 f"{self._side_path()} instead, so that no row is misaligned"
             )
 
+    def _set_layout(self, layout: tuple[str, ...] | None, newline: str) -> None:
+        """What rows look like in this file from now on (called under the file's lock)."""
+        self._layout, self._newline, self._newline_bytes = layout, newline, newline.encode()
+        self._plain = layout == MANDATORY_COLUMNS and not self.formula_guard
+
     def _encode(self, records: tuple[UsageRecord, ...], layout: tuple[str, ...], newline: str) -> bytes:
-        if layout == MANDATORY_COLUMNS and not self.formula_guard:
-            text = "".join([_mandatory_row(record, newline) for record in records])
-        else:
-            guard = self.formula_guard
-            text = "".join([format_row(record, layout, newline, formula_guard=guard) for record in records])
+        guard = self.formula_guard
+        if layout == MANDATORY_COLUMNS and not guard:
+            ending = newline.encode()
+            rows: list[bytes] = []
+            for record in records:
+                row = _mandatory_row(record, ending)
+                if row is None:
+                    break  # not valid Unicode: the careful path below escapes it
+                rows.append(row)
+            else:
+                return b"".join(rows)
+        text = "".join([format_row(record, layout, newline, formula_guard=guard) for record in records])
         try:
             return text.encode()
         except UnicodeEncodeError:
