@@ -291,15 +291,7 @@ def _sdk_response(prompt: int = 12, completion: int = 5) -> object:
         from mistralai.client.models import ChatCompletionResponse
     except ImportError:  # mistralai 1.x
         from mistralai.models import ChatCompletionResponse  # type: ignore[no-redef,attr-defined,unused-ignore]
-    payload = {
-        "id": "cmpl-1",
-        "object": "chat.completion",
-        "created": 1_700_000_000,
-        "model": "mistral-small-latest",
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"}, "finish_reason": "stop"}],
-        "usage": {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion},
-    }
-    return ChatCompletionResponse.model_validate(payload)
+    return ChatCompletionResponse.model_validate(chat_response(prompt, completion))
 
 
 def test_every_fresh_sdk_response_gets_its_row_even_where_a_freed_one_lived() -> None:

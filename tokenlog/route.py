@@ -132,7 +132,7 @@ def record_plain(
         request_id = response.id  # type: ignore[attr-defined]
     except Exception:  # a missing or raising attribute: the general path reads field by field, and says why
         return False
-    if not (
+    if not (  # extract._valid_counts and a named model, written out (a call and a tuple less)
         type(prompt) is int
         and type(completion) is int
         and type(total) is int
