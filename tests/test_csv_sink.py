@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
+import sys
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -15,6 +17,7 @@ from helpers import chat_response, read_rows
 import tokenlog
 from tokenlog import CsvSink, SinkError, UsageRecord, track_usage
 from tokenlog.route import guard
+from tokenlog.sinks._append import CHECK_EVERY
 
 HEADER = "TimestampUTC,Model,PromptTokens,CompletionTokens,TotalTokens"
 WHEN = datetime(2023, 10, 27, 10, 30, 0, 123456, tzinfo=timezone.utc)
@@ -151,14 +154,46 @@ def test_the_sink_keeps_its_file_after_a_chdir(tmp_path: Path, monkeypatch: pyte
     assert not (elsewhere / "relative.csv").exists()
 
 
-def test_a_deleted_file_is_created_again_with_its_header(tmp_path: Path) -> None:
+def test_a_deleted_file_is_created_again_with_its_header_at_the_next_check(tmp_path: Path) -> None:
     path = tmp_path / "usage.csv"
     sink = CsvSink(path)
     sink.write(record())
     path.unlink()
-    sink.write(record(prompt=1))
+    sink.write(record(prompt=1))  # within 50 ms of the last check: it goes to the deleted file, and is kept
+    tokenlog.flush()  # checks now (as the next write after 50 ms, or the end of the program, would)
     assert path.read_text().startswith(HEADER + "\n")
     assert [r["PromptTokens"] for r in read_rows(path)] == ["1"]
+
+
+def test_rows_written_to_a_deleted_file_are_written_again_in_order_by_the_next_write_after_the_check_interval(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "usage.csv"
+    sink = CsvSink(path)
+    sink.write(record(prompt=0))
+    path.unlink()
+    for prompt in (1, 2, 3):
+        sink.write(record(prompt=prompt))
+    assert not path.exists()
+    time.sleep(CHECK_EVERY * 1.5)
+    sink.write(record(prompt=4))
+    assert [r["PromptTokens"] for r in read_rows(path)] == ["1", "2", "3", "4"]
+    assert path.read_text().count(HEADER) == 1
+
+
+def test_rows_written_to_a_deleted_file_are_written_again_when_the_program_ends(tmp_path: Path) -> None:
+    path = tmp_path / "usage.csv"
+    script = (
+        "import os, sys, tokenlog\n"
+        "from datetime import datetime, timezone\n"
+        "sink = tokenlog.CsvSink(sys.argv[1])\n"
+        "now = datetime.now(timezone.utc)\n"
+        "sink.write(tokenlog.UsageRecord(now, 'm', 1, 1, 2))\n"
+        "os.unlink(sys.argv[1])\n"
+        "sink.write(tokenlog.UsageRecord(now, 'm', 2, 2, 4))\n"
+    )
+    subprocess.run([sys.executable, "-c", script, str(path)], check=True, timeout=60)
+    assert [r["PromptTokens"] for r in read_rows(path)] == ["2"]
 
 
 def test_an_unwritable_path_returns_the_result_warns_with_the_file_and_keeps_the_row(tmp_path: Path) -> None:

@@ -121,7 +121,11 @@ def _repair_locked(state: AppendState, result: RepairResult) -> None:
                 _append_synced(result.side, broken)
                 kept.flush()
                 os.fsync(kept.fileno())
-            _replace(temporary, result.path, os.fstat(state.fd))
+            if _replace(temporary, result.path, os.fstat(state.fd)):
+                # Empty the old file, now unlinked: a writer still holding it sees it shrink, follows the path,
+                # and does not append its recent rows again (they are in the copy). Only once the rename is
+                # on disk: a crash must not bring back an emptied log.
+                os.ftruncate(state.fd, 0)
         finally:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(temporary)
@@ -164,18 +168,24 @@ def _chunks(source: BinaryIO) -> Iterator[bytes]:
         yield chunk
 
 
-def _replace(temporary: str, path: str, old: os.stat_result) -> None:
-    """Rename ``temporary`` over ``path``, with the old file's permissions (and owner, if we may)."""
+def _replace(temporary: str, path: str, old: os.stat_result) -> bool:
+    """Rename ``temporary`` over ``path``, with the old file's permissions (and owner, if we may).
+
+    True if the rename is known to be on disk (its directory was synced).
+    """
     os.chmod(temporary, old.st_mode & 0o7777)
     with contextlib.suppress(OSError):
         os.chown(temporary, old.st_uid, old.st_gid)
     os.replace(temporary, path)
-    with contextlib.suppress(OSError):  # make the rename itself durable
+    try:  # make the rename itself durable
         directory = os.open(os.path.dirname(path), os.O_RDONLY)
         try:
             os.fsync(directory)
         finally:
             os.close(directory)
+    except OSError:
+        return False
+    return True
 
 
 def _one_line(text: str) -> str:

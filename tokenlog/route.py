@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import atexit
 import logging
-import os
-import sys
-import tempfile
 import threading
 import time
 import types
@@ -32,6 +29,7 @@ from .extract import _OBJECT, _kind, _kinds, read_usage
 from .record import _EMPTY_TAGS, MAX_COUNT, UsageRecord, trusted_record
 from .sinks.base import Sink
 from .sinks.buffered import flush_buffers
+from .sinks.csv import csv_sinks, write_fallback
 
 if TYPE_CHECKING:
     from .session import UsageSession
@@ -164,7 +162,14 @@ def record_plain(
     if destinations is None:
         destinations = config.default_sinks()
     if len(destinations) == 1:
-        destinations[0].write(record)
+        guarded = destinations[0]
+        if guarded.pending:
+            guarded.write(record)
+        else:  # GuardedSink.write's common case, written out
+            try:
+                guarded.sink.write(record)
+            except Exception as exc:
+                guarded.refused(record, exc)
     else:
         _write_each(destinations, record)
     return True
@@ -331,15 +336,18 @@ class GuardedSink:
         if not self.pending:  # the common case, without the lock: sinks take writes from several threads at once
             try:
                 self.sink.write(record)
-                return
             except Exception as exc:
-                with self._lock:
-                    if config.settings.on_error == "raise":
-                        raise _as_sink_error(self.sink, exc) from exc
-                    self._keep((record,))  # before warning: a warnings filter set to "error" must not lose it
-                    self._failed(exc)
-                return
+                self.refused(record, exc)
+            return
         self.write_many((record,))
+
+    def refused(self, record: UsageRecord, exc: Exception) -> None:
+        """The sink raised ``exc`` writing ``record``: keep it for a retry, or raise in strict mode."""
+        with self._lock:
+            if config.settings.on_error == "raise":
+                raise _as_sink_error(self.sink, exc) from exc
+            self._keep((record,))  # before warning: a warnings filter set to "error" must not lose it
+            self._failed(exc)
 
     def write_many(self, records: Sequence[UsageRecord], *, strict: bool | None = None) -> None:
         """Write ``records`` in order after any kept ones, or keep them for a later retry.
@@ -575,28 +583,6 @@ def stop_capture(capture: _Capture) -> None:
         _captures = tuple(c for c in _captures if c is not capture)
 
 
-def _write_fallback(pending: list[GuardedSink]) -> None:
-    """At exit, rows that still could not be written go to a file in the temp directory."""
-    from .sinks.csv import CsvSink
-
-    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
-    path = f"tokenlog-unwritten-{os.getpid()}-{stamp}.csv"
-    rows = [record for guarded in pending for record in guarded.pending]
-    targets = ", ".join(repr(guarded.sink) for guarded in pending)
-    try:
-        path = os.path.join(tempfile.gettempdir(), path)  # raises if no temp dir takes a file (a full disk)
-        CsvSink(path, extra_fields=("Session", "Function", "LatencyMs", "RequestId", "Tags")).write_many(rows)
-        where = f"they are in {path}"
-    except Exception as exc:
-        from .sinks.csv import format_row
-
-        sys.stderr.writelines(format_row(record) for record in rows)
-        where = f"writing them to {path} failed too ({exc}), so they were printed to stderr"
-    message = f"tokenlog: {len(rows)} rows could not be written to {targets} before exit; {where}"
-    warnings.warn(message, TokenlogWarning, stacklevel=1)
-    log.error("%s", message)
-
-
 def flush() -> None:
     """Write now what buffered and failing sinks are holding back, and flush the default sinks.
 
@@ -608,11 +594,20 @@ def flush() -> None:
     flush_buffers()
     for guarded in _retrier.failing():
         guarded.retry()
+    flushed = set()
     for guarded in config.created_default_sinks():
-        try:
-            guarded.sink.flush()
-        except Exception as exc:
-            log.warning("tokenlog: flushing %r failed: %s", guarded.sink, exc)
+        flushed.add(id(guarded.sink))
+        _flush_quietly(guarded.sink)
+    for sink in csv_sinks():  # each checks that the file its last rows went to was not deleted
+        if id(sink) not in flushed:
+            _flush_quietly(sink)
+
+
+def _flush_quietly(sink: Sink) -> None:
+    try:
+        sink.flush()
+    except Exception as exc:
+        log.warning("tokenlog: flushing %r failed: %s", sink, exc)
 
 
 @atexit.register
@@ -620,7 +615,8 @@ def _at_exit() -> None:
     flush()
     still = [guarded for guarded in _retrier.failing() if guarded.pending]
     if still:
-        _write_fallback(still)
+        rows = [record for guarded in still for record in guarded.pending]
+        write_fallback(rows, ", ".join(repr(guarded.sink) for guarded in still))
         for guarded in still:
             guarded.pending.clear()
             _retrier.discard(guarded)

@@ -7,15 +7,22 @@ header? does it end with a newline?) and composes the header and the rows.
 
 from __future__ import annotations
 
+import atexit
 import functools
+import logging
 import os
+import sys
+import tempfile
+import time
 import warnings
+import weakref
 from collections.abc import Callable, Iterable, Sequence
 
 from ..errors import TokenlogWarning
 from ..record import UsageRecord
 from ._append import AppendState, LockedAppendFile
 from ._cut import end_cut_line
+from . import _fields
 from ._fields import iso_timestamp, second_of, tags_json
 
 __all__ = ["EXTRA_COLUMNS", "MANDATORY_COLUMNS", "CsvSink"]
@@ -25,6 +32,8 @@ MANDATORY_COLUMNS = ("TimestampUTC", "Model", "PromptTokens", "CompletionTokens"
 
 EXTRA_COLUMNS = ("Session", "Function", "LatencyMs", "RequestId", "Tags")
 """Optional columns a ``CsvSink`` adds after the mandatory ones when asked to."""
+
+log = logging.getLogger("tokenlog")
 
 _BOM = b"\xef\xbb\xbf"
 _HEAD_BYTES = 65536
@@ -92,12 +101,15 @@ def _mandatory_row(record: UsageRecord, newline: bytes) -> bytes | None:
 
     ``None`` if the model is not valid Unicode: :func:`format_row` then writes it escaped, with a warning.
     """
-    model = _model_cell(record.model)
+    model = _model_cells.get(record.model) or _model_cell(record.model)
     if model is None:
         return None
     ts = record.timestamp
+    second = _fields._second
+    if not second.start <= ts < second.end:  # second_of(ts), its cache test written out
+        second = second_of(ts)
     return b"%b.%06d+00:00,%b,%d,%d,%d%b" % (
-        second_of(ts).data,
+        second.data,
         ts.microsecond,
         model,
         record.prompt_tokens,
@@ -183,6 +195,7 @@ class CsvSink:
         self._plain = False  # rows are the five mandatory columns, unguarded: _mandatory_row writes them
         self._set_layout(self.columns, "\n")
         self._side_sink: CsvSink | None = None
+        _sinks.add(self)
 
     def __repr__(self) -> str:
         return f"CsvSink({self.path!r})"
@@ -194,11 +207,11 @@ class CsvSink:
         generation = file.generation
         if self._plain:  # the five mandatory columns, no formula guard: written out (the common case)
             data = _mandatory_row(record, self._newline_bytes)
-            if data is not None and file.append_known(data, generation):
+            if data is not None and file.append_known(data, generation, record):
                 return
         else:
             layout, newline = self._layout, self._newline
-            if layout is not None and file.append_known(self._encode((record,), layout, newline), generation):
+            if layout is not None and file.append_known(self._encode((record,), layout, newline), generation, record):
                 return
         self._append((record,))
 
@@ -211,19 +224,34 @@ class CsvSink:
     def _append(self, records: tuple[UsageRecord, ...]) -> None:
         # Format before taking the lock, for the layout seen last; _compose checks it still holds.
         layout, newline = self._layout, self._newline
-        encoded = self._encode(records, layout, newline) if layout is not None else b""
-        compose = functools.partial(self._compose, records, layout, newline, encoded)
+        encoded = self._encode(records, layout, newline) if layout is not None and records else b""
+        rescued: list[UsageRecord] = []  # rows that went to a file deleted since: _compose adds them first
+        compose = functools.partial(self._compose, records, layout, newline, encoded, rescued)
         if not self._file.append(compose):
-            self._side().write_many(records)
+            self._side().write_many((*rescued, *records))
 
     def flush(self) -> None:
-        """Nothing is buffered: every row is in the file when :meth:`write` returns."""
+        """Check that the file the last rows went to is still there; if it was deleted, write them again.
+
+        Nothing is buffered: a row is in the file when :meth:`write` returns. But the fast path checks
+        only every 50 ms that the file was not deleted meanwhile (see :class:`CsvSink`); this checks now.
+        ``tokenlog.flush()`` and the end of the program call it for every ``CsvSink``.
+        """
+        if self._file.unchecked():
+            self._append(())
+
+    def take_rescued(self) -> list[UsageRecord]:
+        """Rows that went to a file deleted since and could not be written again yet (for the exit fallback)."""
+        return self._file.take_orphans()  # type: ignore[return-value]  # this sink's items are records
 
     def close(self) -> None:
-        """Close the file; a later :meth:`write` opens it again."""
-        self._file.close()
-        if self._side_sink is not None:
-            self._side_sink.close()
+        """Check the file as :meth:`flush` does, then close it; a later :meth:`write` opens it again."""
+        try:
+            self.flush()
+        finally:
+            self._file.close()
+            if self._side_sink is not None:
+                self._side_sink.close()
 
     # -- what one append writes ----------------------------------------------------------------
 
@@ -233,16 +261,23 @@ class CsvSink:
         layout: tuple[str, ...] | None,
         newline: str,
         encoded: bytes,
+        rescued: list[UsageRecord],
         state: AppendState,
     ) -> bytes | None:
         """Header and rows for the file as it is now; ``None`` if its header sends rows elsewhere.
 
         ``encoded`` is ``records`` formatted for ``layout`` and ``newline`` before the lock was taken.
+        Rows that went to a file deleted since (``state.rescued``) come first; ``rescued`` gets them.
         """
+        if state.rescued:
+            rescued.extend(state.rescued)  # type: ignore[arg-type]  # this sink's own items: records
+            records, layout = (*rescued, *records), None  # layout None: encode them all below
         if state.size and state.new_file:
             self._inspect(state)
         if self._layout is None:
             return None
+        if not records:
+            return b""  # a check (flush) found nothing to write again
         if state.size == 0:
             self._set_layout(self.columns, "\n")
             prefix = self._header
@@ -322,6 +357,47 @@ class CsvSink:
                 formula_guard=self.formula_guard,
             )
         return self._side_sink
+
+
+_sinks: weakref.WeakSet[CsvSink] = weakref.WeakSet()
+
+
+def csv_sinks() -> list[CsvSink]:
+    """Every CsvSink that exists (``tokenlog.flush()`` and the end of the program check their files)."""
+    return list(_sinks)
+
+
+@atexit.register
+def _check_at_exit() -> None:
+    """Rows that went to a file deleted within the last check interval are written again before exit.
+
+    Registered when this module is first imported, so it runs after tokenlog's other exit work
+    (which may still write rows).
+    """
+    for sink in csv_sinks():
+        try:
+            sink.flush()
+        except Exception as exc:
+            log.error("tokenlog: checking %s at exit failed: %s", sink.path, exc)
+        rows = sink.take_rescued()
+        if rows:
+            write_fallback(rows, repr(sink))
+
+
+def write_fallback(rows: list[UsageRecord], targets: str) -> None:
+    """At exit, rows that still could not be written go to a file in the temp directory."""
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+    path = f"tokenlog-unwritten-{os.getpid()}-{stamp}.csv"
+    try:
+        path = os.path.join(tempfile.gettempdir(), path)  # raises if no temp dir takes a file (a full disk)
+        CsvSink(path, extra_fields=("Session", "Function", "LatencyMs", "RequestId", "Tags")).write_many(rows)
+        where = f"they are in {path}"
+    except Exception as exc:
+        sys.stderr.writelines(format_row(record) for record in rows)
+        where = f"writing them to {path} failed too ({exc}), so they were printed to stderr"
+    message = f"tokenlog: {len(rows)} rows could not be written to {targets} before exit; {where}"
+    warnings.warn(message, TokenlogWarning, stacklevel=1)
+    log.error("%s", message)
 
 
 def _known_and_unique(columns: tuple[str, ...]) -> bool:
