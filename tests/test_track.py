@@ -9,8 +9,10 @@ import time
 import traceback
 import warnings
 from collections.abc import AsyncIterator, Iterator
+from datetime import datetime
 from pathlib import Path
 
+import portalocker
 import pytest
 from helpers import chat_response, read_rows
 
@@ -359,3 +361,48 @@ def test_the_last_1024_responses_recorded_are_recognised_whoever_recorded_them()
     for response in responses[-1024:]:
         assert tracked(responses.index(response)) is response
     assert len(sink.records) == 1500
+
+
+def test_a_row_written_straight_to_the_csv_file_reads_as_the_record_says(tmp_path: Path) -> None:
+    # Decorator -> CsvSink is the default route, and writes the row without building a record first.
+    path = tmp_path / "usage.csv"
+    sink = MemorySink()
+    tokenlog.track_usage(sinks=[tokenlog.CsvSink(path)])(lambda: _sdk_response(12, 5))()
+    tokenlog.track_usage(sinks=[sink])(lambda: _sdk_response(12, 5))()
+    (row,) = read_rows(path)
+    expected = sink.records[0]
+    assert (row["Model"], row["PromptTokens"], row["CompletionTokens"], row["TotalTokens"]) == (
+        expected.model,
+        "12",
+        "5",
+        "17",
+    )
+    written = datetime.fromisoformat(row["TimestampUTC"])
+    assert written.tzinfo is not None
+    assert abs((expected.timestamp - written).total_seconds()) < 5
+
+
+def test_rows_written_straight_to_a_csv_file_deleted_meanwhile_are_written_again(tmp_path: Path) -> None:
+    path = tmp_path / "usage.csv"
+    ask = tokenlog.track_usage(sinks=[tokenlog.CsvSink(path)])(_sdk_response)
+    ask(1)
+    path.unlink()
+    ask(2)
+    ask(3)
+    tokenlog.flush()
+    assert [row["PromptTokens"] for row in read_rows(path)] == ["2", "3"]
+
+
+def test_a_row_the_csv_file_refuses_on_the_fast_path_is_kept_and_written_later(tmp_path: Path) -> None:
+    path = tmp_path / "usage.csv"
+    ask = tokenlog.track_usage(sinks=[tokenlog.CsvSink(path, lock_timeout=0.05)])(_sdk_response)
+    ask(1)
+    with open(path, "a") as other:
+        portalocker.lock(other, portalocker.LockFlags.EXCLUSIVE)  # another writer holds the file too long
+        with pytest.warns(tokenlog.TokenlogWarning, match="lock"):
+            response = ask(2)
+        portalocker.unlock(other)
+    assert response.usage.prompt_tokens == 2  # type: ignore[attr-defined]
+    assert [row["PromptTokens"] for row in read_rows(path)] == ["1"]
+    tokenlog.flush()
+    assert [row["PromptTokens"] for row in read_rows(path)] == ["1", "2"]

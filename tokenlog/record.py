@@ -88,6 +88,12 @@ _new = object.__new__
 ) = (UsageRecord.__dict__[name].__set__ for name in FIELD_NAMES)
 
 
+RecordValues = tuple[
+    datetime, str, int, int, int, "str | None", "str | None", "float | None", "str | None", Mapping[str, str]
+]
+"""A record's fields in order, as :func:`trusted_record` takes them."""
+
+
 def trusted_record(
     timestamp: datetime,
     model: str,

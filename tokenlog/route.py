@@ -26,10 +26,10 @@ from ._context import open_sessions
 from ._fork import fork_safe_lock, reset_after_fork
 from .errors import SinkError, TokenlogWarning
 from .extract import _OBJECT, _kind, _kinds, read_usage
-from .record import _EMPTY_TAGS, MAX_COUNT, UsageRecord, trusted_record
+from .record import _EMPTY_TAGS, MAX_COUNT, RecordValues, UsageRecord, trusted_record
 from .sinks.base import Sink
 from .sinks.buffered import flush_buffers
-from .sinks.csv import csv_sinks, write_fallback
+from .sinks.csv import CsvSink, csv_sinks, write_fallback
 
 if TYPE_CHECKING:
     from .session import UsageSession
@@ -146,7 +146,7 @@ def record_plain(
         return False
     if not _recorded.first_time(usage):
         return True  # recorded already (by an inner decorated function, say)
-    record = trusted_record(
+    values: RecordValues = (
         _now(_UTC),
         model,
         prompt,
@@ -163,15 +163,17 @@ def record_plain(
         destinations = config.default_sinks()
     if len(destinations) == 1:
         guarded = destinations[0]
-        if guarded.pending:
-            guarded.write(record)
-        else:  # GuardedSink.write's common case, written out
+        sink = guarded.sink
+        if not guarded.pending and type(sink) is CsvSink:  # the default: a row, and no record to build
             try:
-                guarded.sink.write(record)
+                if sink.write_values(values):
+                    return True
             except Exception as exc:
-                guarded.refused(record, exc)
+                guarded.refused(trusted_record(*values), exc)
+                return True
+        guarded.write(trusted_record(*values))
     else:
-        _write_each(destinations, record)
+        _write_each(destinations, trusted_record(*values))
     return True
 
 
