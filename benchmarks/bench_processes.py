@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from benchmarks.bench_csv import FIELDS, helper_after_call
-from benchmarks.bench_overhead import responses
+from benchmarks.bench_overhead import _builder
 
 
 @dataclass
@@ -35,7 +35,8 @@ class ProcessResult:
 def _worker(kind: str, path: str, rows: int, start: Any, out: Any) -> None:
     import tokenlog
 
-    holder = responses(rows)
+    build = _builder()
+    holder = [build() for _ in range(rows)]
     if kind == "tokenlog":
         sink = tokenlog.CsvSink(path)
 

@@ -146,7 +146,12 @@ class CsvSink:
       in the file's own column order (one warning); otherwise rows go to a side file
       ``<name>.tokenlog.csv`` next to it (one warning naming both headers), never misaligned;
     - the file does not end with a line break (a writer was killed mid-line): the next row
-      starts on a new line, so it is never glued onto the broken one.
+      starts on a new line, so it is never glued onto the broken one;
+    - the file is deleted: the first write that checks (every 50 ms or 1,000 rows, and
+      :meth:`flush`, :meth:`close`, ``tokenlog.flush()``, the end of the program) creates it
+      again with its header and writes there the rows that went to the deleted file meanwhile.
+      (Checking on every row would cost as much as the write itself: on Linux 6.13+ a ``stat``
+      between two writes makes the next one update the file's times in full.)
 
     ``formula_guard=True`` writes a ``'`` before any text value (model, session, function,
     request id) that starts with ``=``, ``+``, ``-``, ``@``, a tab, a carriage return or ``'``,
