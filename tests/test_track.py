@@ -406,3 +406,20 @@ def test_a_row_the_csv_file_refuses_on_the_fast_path_is_kept_and_written_later(t
     assert [row["PromptTokens"] for row in read_rows(path)] == ["1"]
     tokenlog.flush()
     assert [row["PromptTokens"] for row in read_rows(path)] == ["1", "2"]
+
+
+def test_an_sdk_response_inside_sessions_counts_in_each_and_is_named_after_the_innermost() -> None:
+    sink = MemorySink()
+    ask = track_usage(tags={"call": "c"})(lambda: _sdk_response(3, 2))
+    with (
+        tokenlog.usage_session("outer", tags={"team": "t"}) as outer,
+        tokenlog.usage_session("inner", sinks=[sink]) as inner,
+    ):
+        ask()
+        ask()
+    assert [(r.session, dict(r.tags), r.total_tokens) for r in sink.records] == [
+        ("inner", {"team": "t", "call": "c"}, 5),
+        ("inner", {"team": "t", "call": "c"}, 5),
+    ]
+    assert (outer.calls, inner.calls, outer.total_tokens, inner.total_tokens) == (2, 2, 10, 10)
+    assert not Path("mistral_usage_log.csv").exists()  # the inner session's sinks took the rows

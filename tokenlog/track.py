@@ -68,6 +68,17 @@ class Tracker:
         ``call`` is the decorated call this result belongs to: a stream or a record made here
         counts for it, so the decorator does not call its own result "without usage".
         """
+        if _plain_types.get(type(result)) or _is_plain(type(result)):  # an SDK response, most likely
+            try:
+                if route.record_plain(result, self.function, started, self.tags or _EMPTY_TAGS, self.sinks):
+                    if call is not None:
+                        call.recorded = True
+                    return result
+            except SinkError:
+                raise  # strict mode: the user asked for it
+            except Exception as exc:  # a bug of ours must never break the user's call
+                self.failed(exc, stacklevel=4)
+                return result
         fallback = self.model or _model_argument(kwargs)
         stream = streams.observe_stream(result, self, started, fallback)
         if stream is not None:
@@ -215,7 +226,7 @@ def _sync_wrapper(tracker: Tracker) -> Any:
             return _call(tracker, wrapped, args, kwargs)
         started = perf_counter()
         result = wrapped(*args, **kwargs)
-        if _plain_types.get(type(result)) or _is_plain(type(result)):  # an SDK response, most likely
+        if _plain_types.get(type(result)) or _is_plain(type(result)):  # Tracker.observe's first step, written out
             try:
                 if route.record_plain(result, function, started, tags, sinks):
                     return result
