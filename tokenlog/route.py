@@ -152,7 +152,7 @@ def record_plain(
     latency_ms = (perf_counter() - started) * 1000.0
     if type(request_id) is not str or not request_id:
         request_id = None
-    destinations = _destinations(sinks, stack)
+    destinations = sinks if sinks is not None else _destinations(None, stack)
     if stack:
         name, merged = stack[-1].name, _merge_tags(stack, tags)
         record = trusted_record(now, model, prompt, completion, total, name, function, latency_ms, request_id, merged)
@@ -170,10 +170,15 @@ def record_plain(
         record = trusted_record(*values)
     else:
         record = trusted_record(now, model, prompt, completion, total, None, function, latency_ms, request_id, tags)
-    if len(destinations) == 1:
-        destinations[0].write(record)
-    else:
+    if len(destinations) != 1:
         _write_each(destinations, record)
+    elif destinations[0].pending:
+        destinations[0].write(record)
+    else:  # GuardedSink.write's common case, written out
+        try:
+            destinations[0].sink.write(record)
+        except Exception as exc:
+            destinations[0].refused(record, exc)
     return True
 
 
