@@ -102,6 +102,15 @@ def run(calls: int, repeats: int) -> dict[str, Result]:
     tracked = tokenlog.track_usage(sinks=[NoopSink()])(call)
     patched = wrapt.FunctionWrapper(call, _sync_wrapper(Tracker("bench", None, None, None)))
 
+    in_session = tokenlog.track_usage(sinks=[NoopSink()])(call)
+
+    def inside_a_session(candidate: Candidate) -> Candidate:
+        def go(repeat: int) -> float:
+            with tokenlog.usage_session("bench", instrument=False):  # instrument=True would patch SDKs for all
+                return candidate(repeat)
+
+        return go
+
     candidates = {
         "bare call": timed(call),
         "functools.wraps closure": timed(closure),
@@ -109,5 +118,6 @@ def run(calls: int, repeats: int) -> dict[str, Result]:
         "instrumented SDK method, no session": timed(patched),
         "read usage off a mistralai response": timed(lambda i: read_usage(call(i))),
         "@track_usage, no-op sink": timed(tracked),
+        "@track_usage in a usage_session, no-op sink": inside_a_session(timed(in_session)),
     }
     return interleaved(candidates, repeats)

@@ -56,6 +56,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     tracked_extra = overhead["@track_usage, no-op sink"].median - bare_us
     wrapt_extra = wrapt_us - bare_us
     patched_extra = overhead["instrumented SDK method, no session"].median - bare_us
+    session_extra = overhead["@track_usage in a usage_session, no-op sink"].median - bare_us
     out += [
         "## What `@track_usage` adds to a call (sink excluded)",
         "",
@@ -71,6 +72,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{tracked_extra / wrapt_us:.1f}x a whole wrapt pass-through call ({wrapt_us:.2f} us; target within 5x: "
         f"{_verdict(tracked_extra <= 5 * wrapt_us)}), {tracked_extra / wrapt_extra:.1f}x what that wrapper itself "
         f"adds ({wrapt_extra:.2f} us).",
+        f"- Inside a `usage_session` (counted there, named after it, its tags merged) it adds {session_extra:.2f} us.",
         f"- An instrumented SDK method outside any session adds {patched_extra:.2f} us "
         f"({patched_extra - wrapt_extra:.2f} us more than the bare wrapt wrapper).",
         "",
@@ -86,7 +88,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "",
         "Ratios against the physical limit: one `os.write` of a ready line to an `O_APPEND` fd opened once,",
         "under `fcntl.flock`. The hand-written helper is the usual `log_usage_to_csv` (threading.Lock, open",
-        "in append mode, isfile/getsize for the header, `csv.DictWriter`, close).",
+        "in append mode, isfile/getsize for the header, `csv.DictWriter`, close). The two whole-path rows get a",
+        "response built just before each call and time each call, as above; the others time a loop of rows.",
         "",
         table(
             ["candidate", "median us", "min", "max", "ratio"],
