@@ -218,40 +218,23 @@ def _is_plain(kind: type) -> bool:
 
 
 def _sync_wrapper(tracker: Tracker) -> Any:
-    function, tags, sinks = tracker.function, tracker.tags or _EMPTY_TAGS, tracker.sinks
-
     @wrapt.decorator  # type: ignore[untyped-decorator,unused-ignore]
     def wrapper(wrapped: Callable[..., Any], instance: object, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        if _context.patching or not config.settings.enabled:
-            return _call(tracker, wrapped, args, kwargs)
+        if not config.settings.enabled:
+            return wrapped(*args, **kwargs)
+        if not _context.patching:  # no instrumented SDK method can be inside this call
+            started = perf_counter()
+            return tracker.observe(wrapped(*args, **kwargs), started, kwargs, None)
+        call = Call(tracker)
+        token = current_call.set(call)
         started = perf_counter()
-        result = wrapped(*args, **kwargs)
-        if _plain_types.get(type(result)) or _is_plain(type(result)):  # Tracker.observe's first step, written out
-            try:
-                if route.record_plain(result, function, started, tags, sinks):
-                    return result
-            except SinkError:
-                raise  # strict mode: the user asked for it
-            except Exception as exc:  # a bug of ours must never break the user's call
-                tracker.failed(exc, stacklevel=3)
-                return result
-        return tracker.observe(result, started, kwargs, None)
+        try:
+            result = wrapped(*args, **kwargs)
+        finally:
+            current_call.reset(token)
+        return tracker.observe(result, started, kwargs, call)
 
     return wrapper
-
-
-def _call(tracker: Tracker, wrapped: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    """A decorated call when tokenlog is disabled, or SDK methods are patched (they report to this call)."""
-    if not config.settings.enabled:
-        return wrapped(*args, **kwargs)
-    call = Call(tracker)
-    token = current_call.set(call)
-    started = perf_counter()
-    try:
-        result = wrapped(*args, **kwargs)
-    finally:
-        current_call.reset(token)
-    return tracker.observe(result, started, kwargs, call)
 
 
 def _async_wrapper(tracker: Tracker) -> Any:

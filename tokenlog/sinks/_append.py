@@ -20,6 +20,9 @@ from ..errors import SinkError
 
 __all__ = ["AppendState", "LockedAppendFile"]
 
+# Each platform gives: _lock_now(fd, _LOCK_NOW), which takes the exclusive lock or raises _LockBusy if another
+# process holds it; _unlock_now(fd, _UNLOCK); and _LOCK_ERRORS, what locking can raise besides. The per-row
+# path calls them directly (a Python call less each); _try_lock and _unlock below are the readable forms.
 if os.name == "posix":
     import fcntl
 
@@ -27,44 +30,17 @@ if os.name == "posix":
     # takes (a process holding it through portalocker blocks us, and the other way round). Called
     # directly it costs 0.86 us a lock/unlock pair instead of 6.1 us through portalocker's checks,
     # which on a hot path is most of the cost of a row (see docs/benchmarks.md).
-    _EXCLUSIVE_NOW = fcntl.LOCK_EX | fcntl.LOCK_NB
-    _flock = fcntl.flock
-
-    def _try_lock(fd: int) -> bool:
-        try:
-            _flock(fd, _EXCLUSIVE_NOW)
-        except BlockingIOError:
-            return False
-        return True
-
-    def _unlock(fd: int) -> None:
-        _flock(fd, fcntl.LOCK_UN)
-
-    _LOCK_ERRORS: tuple[type[Exception], ...] = (OSError,)
-
-    # For the per-row path, called directly (a Python call less each): lock_now(fd, LOCK_NOW) raises LockBusy
-    # when another process holds the lock; unlock_now(fd, UNLOCK) releases it.
-    _lock_now: Callable[[int, int], object] = _flock
-    _LOCK_NOW = _EXCLUSIVE_NOW
-    _unlock_now: Callable[[int, int], object] = _flock
+    _lock_now: Callable[[int, int], object] = fcntl.flock
+    _LOCK_NOW = fcntl.LOCK_EX | fcntl.LOCK_NB
+    _unlock_now: Callable[[int, int], object] = fcntl.flock
     _UNLOCK = fcntl.LOCK_UN
     _LockBusy: type[Exception] = BlockingIOError
+    _LOCK_ERRORS: tuple[type[Exception], ...] = (OSError,)
 
 else:  # pragma: no cover - Windows: portalocker's LockFileEx
     import portalocker
 
     _LOCK_FLAGS = portalocker.LockFlags.EXCLUSIVE | portalocker.LockFlags.NON_BLOCKING
-    _LOCK_ERRORS = (OSError, portalocker.LockException)
-
-    def _try_lock(fd: int) -> bool:
-        try:
-            portalocker.lock(fd, _LOCK_FLAGS)
-        except portalocker.AlreadyLocked:
-            return False
-        return True
-
-    def _unlock(fd: int) -> None:
-        portalocker.unlock(fd)
 
     def _lock_now(fd: int, flags: int) -> object:
         return portalocker.lock(fd, _LOCK_FLAGS)
@@ -74,6 +50,20 @@ else:  # pragma: no cover - Windows: portalocker's LockFileEx
 
     _LOCK_NOW = _UNLOCK = 0
     _LockBusy = portalocker.AlreadyLocked
+    _LOCK_ERRORS = (OSError, portalocker.LockException)
+
+
+def _try_lock(fd: int) -> bool:
+    """Take the exclusive lock if nobody holds it; False if another process does."""
+    try:
+        _lock_now(fd, _LOCK_NOW)
+    except _LockBusy:
+        return False
+    return True
+
+
+def _unlock(fd: int) -> None:
+    _unlock_now(fd, _UNLOCK)
 
 
 class AppendState:
@@ -123,10 +113,11 @@ class LockedAppendFile:
     again. Failures become :class:`~tokenlog.SinkError` naming the file and the cause.
 
     :meth:`append` checks (``fstat``) on every append that the file is still linked.
-    :meth:`append_known`, the per-row fast path, checks only every :data:`CHECK_EVERY` seconds or
-    :data:`CHECK_ROWS` rows, and at :meth:`check`: on Linux 6.13+ a ``stat`` between two writes
-    makes the next write update the file's times in full, and per row that measured 1.1 us, as
-    much as the write itself. It keeps what it appended since the last check; if the file turns
+    :meth:`append_known`, the per-row fast path, leaves that check to :meth:`append` every
+    :data:`CHECK_EVERY` seconds or :data:`CHECK_ROWS` rows (a sink checks sooner with an append of
+    nothing, as ``CsvSink.flush`` does when :meth:`unchecked`): on Linux 6.13+ a ``stat`` between
+    two writes makes the next write update the file's times in full, and per row that measured
+    1.1 us, as much as the write itself. It keeps what it appended since the last check; if the file turns
     out to have been deleted, those items come back in :attr:`AppendState.rescued` for the sink to
     append to the new file. A file that shrank as well was emptied by ``tokenlog repair`` after
     copying every row to its replacement: nothing is rescued then.
@@ -182,7 +173,7 @@ class LockedAppendFile:
                 return False
             try:
                 try:
-                    _lock_now(fd, _LOCK_NOW)
+                    _lock_now(fd, _LOCK_NOW)  # _try_lock, written out: this runs for every row
                 except _LockBusy:
                     self._wait_for_lock(fd)
             except SinkError:
