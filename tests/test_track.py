@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import copy
+import dataclasses
 import functools
 import inspect
+import subprocess
+import sys
 import time
 import traceback
 import warnings
@@ -14,10 +18,12 @@ from pathlib import Path
 
 import portalocker
 import pytest
+import wrapt
 from helpers import chat_response, read_rows
 
 import tokenlog
-from tokenlog import MemorySink, track_usage
+from tokenlog import MemorySink, UsageRecord, track_usage
+from tokenlog.record import FIELD_NAMES
 
 
 def test_a_decorated_function_writes_one_row_to_the_default_csv_and_returns_the_same_object() -> None:
@@ -423,3 +429,97 @@ def test_an_sdk_response_inside_sessions_counts_in_each_and_is_named_after_the_i
     ]
     assert (outer.calls, inner.calls, outer.total_tokens, inner.total_tokens) == (2, 2, 10, 10)
     assert not Path("mistral_usage_log.csv").exists()  # the inner session's sinks took the rows
+
+
+def test_a_record_built_on_the_fast_path_is_the_record_the_dataclass_builds() -> None:
+    sink = MemorySink()
+    ask = track_usage(sinks=[sink], tags={"feature": "f"})(lambda: _sdk_response(7, 3))
+    ask()
+    with tokenlog.usage_session("run", sinks=[sink]):
+        ask()
+    for record in sink.records:
+        assert type(record) is UsageRecord
+        rebuilt = UsageRecord(*(getattr(record, name) for name in FIELD_NAMES))  # the checked __init__
+        assert record == rebuilt
+        assert hash(record) == hash(rebuilt)
+        assert repr(record) == repr(rebuilt)
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            record.model = "other"  # type: ignore[misc]
+        assert dataclasses.replace(record, model="other").model == "other"
+        assert copy.copy(record) == record
+    assert [(r.session, r.total_tokens, dict(r.tags)) for r in sink.records] == [
+        (None, 10, {"feature": "f"}),
+        ("run", 10, {"feature": "f"}),
+    ]
+
+
+def test_a_free_threaded_python_builds_records_with_the_checked_init() -> None:
+    # There, assigning __class__ stops every thread; tokenlog then takes the dataclass's own __init__.
+    script = (
+        "import sys\n"
+        "sys._is_gil_enabled = lambda: False\n"
+        "import tokenlog\n"
+        "from tokenlog import record, route\n"
+        "assert record.trusted_record is record.UsageRecord, record.trusted_record\n"
+        "assert route.trusted_record is record.UsageRecord\n"
+        "sink = tokenlog.MemorySink()\n"
+        "class Usage:\n"
+        "    prompt_tokens, completion_tokens, total_tokens = 2, 3, 5\n"
+        "class Response:\n"
+        "    model, id, usage = 'm', 'r-1', Usage()\n"
+        "tokenlog.track_usage(sinks=[sink])(Response)()\n"
+        "print(type(sink.records[0]).__name__, sink.records[0].total_tokens)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["UsageRecord", "5"]
+
+
+def _response_of(tag: int) -> dict[str, object]:
+    return chat_response(1, tag)
+
+
+class _Callable:
+    def __call__(self, tag: int) -> dict[str, object]:
+        return chat_response(1, tag)
+
+
+class _Assistant:
+    def ask(self, tag: int) -> dict[str, object]:
+        return chat_response(1, tag)
+
+
+def test_every_kind_of_callable_is_called_with_its_own_arguments_and_recorded() -> None:
+    # Plain functions take tokenlog's own unbound call (wrapt's looks up __self__ on every call);
+    # everything else goes through wrapt's binding as before.
+    sink = MemorySink()
+    seen: list[object] = []
+
+    def named_self(self: int, tag: int) -> dict[str, object]:  # "self" as an ordinary argument
+        seen.append(self)
+        return chat_response(1, tag)
+
+    def with_attribute(tag: int) -> dict[str, object]:
+        return chat_response(1, tag)
+
+    with_attribute.__self__ = "not a method"  # type: ignore[attr-defined]
+    assistant = _Assistant()
+    tracked = [
+        track_usage(sinks=[sink])(_response_of),
+        track_usage(sinks=[sink])(named_self),
+        track_usage(sinks=[sink])(with_attribute),
+        track_usage(sinks=[sink])(assistant.ask),  # a bound method
+        track_usage(sinks=[sink])(_Callable()),  # a callable object
+        track_usage(sinks=[sink])(functools.partial(_response_of)),
+    ]
+    tracked[0](1)
+    tracked[1](self=99, tag=2)
+    tracked[2](3)
+    tracked[3](4)
+    tracked[4](tag=5)
+    tracked[5](6)
+    assert [r.completion_tokens for r in sink.records] == [1, 2, 3, 4, 5, 6]
+    assert seen == [99]
+    assert all(isinstance(wrapper, wrapt.FunctionWrapper) for wrapper in tracked)
+    assert tracked[0].__wrapped__ is _response_of
+    assert tracked[0].__name__ == "_response_of"

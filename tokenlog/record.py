@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import types
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
@@ -73,19 +74,24 @@ class UsageRecord:
 FIELD_NAMES: tuple[str, ...] = tuple(f.name for f in fields(UsageRecord))
 """The record's fields in order: also the JSONL keys and SQLite columns."""
 
-_new = object.__new__
-(
-    _set_timestamp,
-    _set_model,
-    _set_prompt,
-    _set_completion,
-    _set_total,
-    _set_session,
-    _set_function,
-    _set_latency,
-    _set_request_id,
-    _set_tags,
-) = (UsageRecord.__dict__[name].__set__ for name in FIELD_NAMES)
+
+class _Blank:
+    """A record being filled: the same slots as UsageRecord, but writable. :func:`trusted_record`
+    fills one and then makes it a UsageRecord (``__class__`` assignment, allowed between classes of
+    one memory layout): 0.16 us, where ten calls of the slots' ``__set__`` took 0.41 us."""
+
+    __slots__ = UsageRecord.__slots__
+
+    timestamp: datetime
+    model: str
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+    session: str | None
+    function: str | None
+    latency_ms: float | None
+    request_id: str | None
+    tags: Mapping[str, str]
 
 
 RecordValues = tuple[
@@ -109,18 +115,24 @@ def trusted_record(
     """A record from values tokenlog has already checked, without checking them again.
 
     For the hot path only: ``timestamp`` is ``datetime.now(timezone.utc)``, the counts come from
-    a validated reading, ``tags`` is a read-only mapping of strings. It fills the slots directly,
-    which is about twice as fast as the dataclass ``__init__``.
+    a validated reading, ``tags`` is a read-only mapping of strings. It fills the slots of a
+    :class:`_Blank`, which is five times as fast as the dataclass ``__init__``.
     """
-    record: UsageRecord = _new(UsageRecord)
-    _set_timestamp(record, timestamp)
-    _set_model(record, model)
-    _set_prompt(record, prompt_tokens)
-    _set_completion(record, completion_tokens)
-    _set_total(record, total_tokens)
-    _set_session(record, session)
-    _set_function(record, function)
-    _set_latency(record, latency_ms)
-    _set_request_id(record, request_id)
-    _set_tags(record, tags)
-    return record
+    record = _Blank()
+    record.timestamp = timestamp
+    record.model = model
+    record.prompt_tokens = prompt_tokens
+    record.completion_tokens = completion_tokens
+    record.total_tokens = total_tokens
+    record.session = session
+    record.function = function
+    record.latency_ms = latency_ms
+    record.request_id = request_id
+    record.tags = tags
+    record.__class__ = UsageRecord  # type: ignore[assignment]
+    return record  # type: ignore[return-value]
+
+
+if not getattr(sys, "_is_gil_enabled", lambda: True)():
+    # A free-threaded build stops every thread to assign __class__: the checked __init__ there.
+    trusted_record = UsageRecord
