@@ -25,7 +25,7 @@ from benchmarks.common import Result, interleaved
 from tokenlog.extract import read_usage
 from tokenlog.instrumentation import _sync_wrapper
 from tokenlog.record import UsageRecord
-from tokenlog.track import Tracker
+from tokenlog.track import Tracker, _FunctionWrapper
 
 
 class NoopSink:
@@ -99,6 +99,7 @@ def run(calls: int, repeats: int) -> dict[str, Result]:
         return call(i)
 
     wrapt_passthrough = wrapt.decorator(_passthrough)(call)
+    proxy_passthrough = wrapt.decorator(_passthrough, proxy=_FunctionWrapper)(call)
     tracked = tokenlog.track_usage(sinks=[NoopSink()])(call)
     patched = wrapt.FunctionWrapper(call, _sync_wrapper(Tracker("bench", None, None, None)))
 
@@ -115,6 +116,7 @@ def run(calls: int, repeats: int) -> dict[str, Result]:
         "bare call": timed(call),
         "functools.wraps closure": timed(closure),
         "wrapt.decorator pass-through": timed(wrapt_passthrough),
+        "same, with tokenlog's FunctionWrapper": timed(proxy_passthrough),
         "instrumented SDK method, no session": timed(patched),
         "read usage off a mistralai response": timed(lambda i: read_usage(call(i))),
         "@track_usage, no-op sink": timed(tracked),
