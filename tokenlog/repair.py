@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import tempfile
-from collections.abc import Iterator
+from codecs import BOM_UTF8 as _BOM
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import BinaryIO
@@ -30,8 +31,6 @@ from .sinks.csv import MANDATORY_COLUMNS
 from .validate import LogCheck, LogRecord, Problem
 
 __all__ = ["RepairError", "RepairResult", "broken_path", "repair_log"]
-
-_BOM = b"\xef\xbb\xbf"
 
 
 class RepairError(Exception):
@@ -157,15 +156,9 @@ def _move(record: LogRecord, result: RepairResult, broken: BinaryIO) -> None:
 def _append_synced(path: str, source: BinaryIO) -> None:
     """Append the whole of ``source`` to ``path`` and sync it to disk."""
     with open(path, "ab") as side:
-        for chunk in _chunks(source):
-            side.write(chunk)
+        shutil.copyfileobj(source, side, 1 << 20)
         side.flush()
         os.fsync(side.fileno())
-
-
-def _chunks(source: BinaryIO) -> Iterator[bytes]:
-    while chunk := source.read(1 << 20):
-        yield chunk
 
 
 def _replace(temporary: str, path: str, old: os.stat_result) -> bool:

@@ -30,6 +30,7 @@ import contextlib
 import json
 import os
 import re
+from codecs import BOM_UTF8 as _BOM
 from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -40,7 +41,6 @@ from .sinks.csv import MANDATORY_COLUMNS
 
 __all__ = ["LogCheck", "LogRecord", "Problem", "row_problems", "tags_problem", "timestamp_problem"]
 
-_BOM = b"\xef\xbb\xbf"
 _EXPECTED_TIME = "a UTC time like 2023-10-27T10:30:00.123456+00:00"
 _STRICT_TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{3}|\.[0-9]{6})?\+00:00")
 _COUNT = re.compile(r"[0-9]+")

@@ -16,6 +16,7 @@ import tempfile
 import time
 import warnings
 import weakref
+from codecs import BOM_UTF8 as _BOM
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 
@@ -36,7 +37,6 @@ EXTRA_COLUMNS = ("Session", "Function", "LatencyMs", "RequestId", "Tags")
 
 log = logging.getLogger("tokenlog")
 
-_BOM = b"\xef\xbb\xbf"
 _HEAD_BYTES = 65536
 
 
@@ -408,7 +408,7 @@ def write_fallback(rows: list[UsageRecord], targets: str) -> None:
     path = f"tokenlog-unwritten-{os.getpid()}-{stamp}.csv"
     try:
         path = os.path.join(tempfile.gettempdir(), path)  # raises if no temp dir takes a file (a full disk)
-        CsvSink(path, extra_fields=("Session", "Function", "LatencyMs", "RequestId", "Tags")).write_many(rows)
+        CsvSink(path, extra_fields=EXTRA_COLUMNS).write_many(rows)
         where = f"they are in {path}"
     except Exception as exc:
         sys.stderr.writelines(format_row(record) for record in rows)
