@@ -17,10 +17,10 @@ from helpers import mutated_logs, read_rows, run_tokenlog, write_jsonl, write_sq
 from hypothesis import HealthCheck, given, settings
 
 from tokenlog import CsvSink, UsageRecord
-from tokenlog.logfile import LogFileError
-from tokenlog.merge import merge_logs
+from tokenlog.logs.merge import merge_logs
+from tokenlog.logs.read import LogFileError
+from tokenlog.logs.validate import LogCheck
 from tokenlog.sinks.csv import MANDATORY_COLUMNS
-from tokenlog.validate import LogCheck
 
 HEADER = ",".join(MANDATORY_COLUMNS)
 START = datetime(2026, 6, 1, 9, 0, tzinfo=timezone.utc)

@@ -15,8 +15,8 @@ from helpers import mutated_logs, run_tokenlog
 from hypothesis import HealthCheck, given, settings
 
 from tokenlog import CsvSink, UsageRecord
+from tokenlog.logs.validate import LogCheck
 from tokenlog.sinks.csv import EXTRA_COLUMNS, MANDATORY_COLUMNS
-from tokenlog.validate import LogCheck
 
 HEADER = ",".join(MANDATORY_COLUMNS)
 ROW = "2026-06-01T10:00:00.123456+00:00,mistral-small-latest,12,5,17"

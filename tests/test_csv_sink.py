@@ -16,8 +16,8 @@ from helpers import chat_response, read_rows
 
 import tokenlog
 from tokenlog import CsvSink, SinkError, UsageRecord, track_usage
+from tokenlog._append import CHECK_EVERY
 from tokenlog.route import guard
-from tokenlog.sinks._append import CHECK_EVERY
 
 HEADER = "TimestampUTC,Model,PromptTokens,CompletionTokens,TotalTokens"
 WHEN = datetime(2023, 10, 27, 10, 30, 0, 123456, tzinfo=timezone.utc)

@@ -21,7 +21,7 @@ from helpers import read_rows
 
 import tokenlog
 from tokenlog import BufferedSink, CallbackSink, CsvSink, JsonlSink, UsageRecord, track_usage
-from tokenlog.sinks._append import AppendState
+from tokenlog._append import AppendState
 
 DEADLOCK = 60.0  # seconds a child may take before we call it deadlocked (it needs milliseconds)
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from helpers import LOG_HEADER, check_writer_rows, read_rows, run_writer_processes
 
-from tokenlog.validate import LogCheck
+from tokenlog.logs.validate import LogCheck
 
 PROCESSES = 16
 THREADS = [4 if worker % 4 == 0 else 1 for worker in range(PROCESSES)]  # workers 0, 4, 8 and 12 use 4 threads

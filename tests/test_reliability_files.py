@@ -17,8 +17,8 @@ from helpers import LOG_HEADER, LOG_ROW, logged_prompts, read_rows
 
 import tokenlog
 from tokenlog import CsvSink, JsonlSink, SqliteSink, UsageRecord, track_usage
+from tokenlog.logs.validate import LogCheck
 from tokenlog.sinks.base import Sink
-from tokenlog.validate import LogCheck
 
 WHEN = datetime(2026, 6, 1, 10, 0, 1, tzinfo=timezone.utc)
 NEW_ROW = "2026-06-01T10:00:01.000000+00:00,mistral-small-latest,12,5,17"

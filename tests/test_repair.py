@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from helpers import LOG_HEADER, LOG_ROW, run_tokenlog
 
-from tokenlog.repair import broken_path, repair_log
+from tokenlog.logs.repair import broken_path, repair_log
 
 ROW2 = LOG_ROW.replace("10:00:00", "10:00:01")
 

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from . import __version__
-from .logfile import LogFileError
+from .logs.read import LogFileError
 from .pricing import PricingError
 
 __all__ = ["CommandError", "main"]
@@ -50,7 +50,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _add_report(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    from .report import DIMENSIONS, FORMATS
+    from .logs.report import DIMENSIONS, FORMATS
 
     report = commands.add_parser(
         "report",
@@ -95,8 +95,8 @@ def _split(values: Sequence[str] | None) -> list[str]:
 
 
 def _report(args: argparse.Namespace) -> int:
+    from .logs.report import DIMENSIONS, build_report, render
     from .pricing import load_prices
-    from .report import DIMENSIONS, build_report, render
 
     by = _split(args.by) or ["model"]
     for name in by:
@@ -126,7 +126,7 @@ def _report(args: argparse.Namespace) -> int:
 
 def _time_option(args: argparse.Namespace, name: str) -> str | None:
     """``--since`` or ``--until`` as a UTC timestamp string; a value that is not a time is a usage error."""
-    from .report import parse_time
+    from .logs.report import parse_time
 
     value = getattr(args, name)
     try:
@@ -158,7 +158,7 @@ def _add_validate(commands: argparse._SubParsersAction[argparse.ArgumentParser])
 
 
 def _validate(args: argparse.Namespace) -> int:
-    from .validate import LogCheck
+    from .logs.validate import LogCheck
 
     if args.max_errors < 0:
         _usage_error(args, "--max-errors must be >= 0")
@@ -211,7 +211,7 @@ def _add_repair(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
 
 
 def _repair(args: argparse.Namespace) -> int:
-    from .repair import RepairError, repair_log
+    from .logs.repair import RepairError, repair_log
 
     if not args.lock_timeout >= 0:
         _usage_error(args, "--lock-timeout must be >= 0")
@@ -255,7 +255,7 @@ def _add_merge(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def _merge(args: argparse.Namespace) -> int:
-    from .merge import merge_logs
+    from .logs.merge import merge_logs
 
     _check_readable(args.files)
     output = args.output
@@ -322,7 +322,7 @@ def _add_demo(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
 
 def _demo(args: argparse.Namespace) -> int:
     from .demo import run_demo, run_live_demo
-    from .report import build_report, render
+    from .logs.report import build_report, render
 
     processes = args.processes if args.processes is not None else 0 if args.live else 3
     if processes < 0:

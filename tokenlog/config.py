@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 from ._fork import fork_safe_lock
+from .format import DEFAULT_FILE
 
 if TYPE_CHECKING:
     from .route import GuardedSink
@@ -25,7 +26,7 @@ __all__ = ["configure", "default_sinks"]
 
 OnError = Literal["warn", "raise"]
 
-DEFAULT_FILE = "mistral_usage_log.csv"
+
 _TRUE = {"1", "true", "yes", "on"}
 
 

@@ -1,6 +1,6 @@
 """CsvSink: the default sink, one CSV file that any number of processes can append to.
 
-Every append goes through :class:`~tokenlog.sinks._append.LockedAppendFile` (an exclusive OS
+Every append goes through :class:`~tokenlog._append.LockedAppendFile` (an exclusive OS
 lock held for that one append); under the lock this sink looks at the file (empty? which
 header? does it end with a newline?) and composes the header and the rows.
 """
@@ -20,20 +20,15 @@ from codecs import BOM_UTF8 as _BOM
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 
+from .. import format as _format
+from .._append import AppendState, LockedAppendFile
 from ..errors import TokenlogWarning
+from ..format import EXTRA_COLUMNS, MANDATORY_COLUMNS, second_of
 from ..record import RecordValues, UsageRecord, trusted_record
-from . import _fields
-from ._append import AppendState, LockedAppendFile
 from ._cut import end_cut_line
-from ._fields import iso_timestamp, second_of, tags_json
+from ._fields import iso_timestamp, tags_json
 
 __all__ = ["EXTRA_COLUMNS", "MANDATORY_COLUMNS", "CsvSink"]
-
-MANDATORY_COLUMNS = ("TimestampUTC", "Model", "PromptTokens", "CompletionTokens", "TotalTokens")
-"""The hackathon's mandatory columns: always first, always in this order."""
-
-EXTRA_COLUMNS = ("Session", "Function", "LatencyMs", "RequestId", "Tags")
-"""Optional columns a ``CsvSink`` adds after the mandatory ones when asked to."""
 
 log = logging.getLogger("tokenlog")
 
@@ -111,7 +106,7 @@ def _row_of(ts: datetime, model: str, prompt: int, completion: int, total: int, 
     cell = _model_cells.get(model) or _model_cell(model)
     if cell is None:
         return None
-    second = _fields._second
+    second = _format.last_second
     if not second.start <= ts < second.end:  # second_of(ts), its cache test written out
         second = second_of(ts)
     return b"%b.%06d+00:00,%b,%d,%d,%d%b" % (second.data, ts.microsecond, cell, prompt, completion, total, newline)

@@ -7,8 +7,8 @@ import json
 import os
 from collections.abc import Iterable
 
+from .._append import AppendState, LockedAppendFile
 from ..record import UsageRecord
-from ._append import AppendState, LockedAppendFile
 from ._fields import fields
 
 __all__ = ["JsonlSink", "format_line"]

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from importlib.metadata import entry_points
 from typing import Union
 
+from ..format import SUFFIXES
 from .base import Sink
 from .csv import CsvSink
 from .jsonl import JsonlSink
@@ -23,13 +24,7 @@ ENTRY_POINT_GROUP = "tokenlog.sinks"
 """The entry-point group where other packages register sink schemes."""
 
 _SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9_.+-]*)://(.*)\Z", re.DOTALL)
-_BY_SUFFIX: dict[str, Callable[[str], Sink]] = {
-    ".jsonl": JsonlSink,
-    ".ndjson": JsonlSink,
-    ".db": SqliteSink,
-    ".sqlite": SqliteSink,
-    ".sqlite3": SqliteSink,
-}
+_BY_FORMAT: dict[str, Callable[[str], Sink]] = {"csv": CsvSink, "jsonl": JsonlSink, "sqlite": SqliteSink}
 
 
 def _sqlite(target: str) -> Sink:
@@ -87,7 +82,7 @@ def resolve_sink(spec: SinkSpec) -> Sink:
 def _from_path(path: str) -> Sink:
     if not path:
         raise ValueError("an empty string is not a sink: give a file path such as 'usage.csv'")
-    factory = _BY_SUFFIX.get(os.path.splitext(path)[1].lower(), CsvSink)
+    factory = _BY_FORMAT[SUFFIXES.get(os.path.splitext(path)[1].lower(), "csv")]
     return factory(path)
 
 

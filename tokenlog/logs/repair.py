@@ -25,9 +25,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import BinaryIO
 
-from .errors import SinkError
-from .sinks._append import AppendState, LockedAppendFile
-from .sinks.csv import MANDATORY_COLUMNS
+from .._append import AppendState, LockedAppendFile
+from ..errors import SinkError
+from ..format import MANDATORY_COLUMNS
 from .validate import LogCheck, LogRecord, Problem
 
 __all__ = ["RepairError", "RepairResult", "broken_path", "repair_log"]

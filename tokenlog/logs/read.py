@@ -21,32 +21,16 @@ from __future__ import annotations
 import csv
 import json
 import os
-import re
 import sqlite3
 from collections.abc import Iterator, Sequence
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import TextIO
 
-from .record import FIELD_NAMES
-from .sinks.csv import EXTRA_COLUMNS, MANDATORY_COLUMNS
+from ..format import ALL_COLUMNS, MANDATORY_COLUMNS, RECORD_KEYS, SUFFIXES
 
-__all__ = ["LogFileError", "UsageLog", "open_log", "utc_timestamp"]
+__all__ = ["LogFileError", "UsageLog", "open_log"]
 
-RECORD_KEYS = FIELD_NAMES
-"""The JSONL keys and SQLite columns, in the order of the CSV columns they become."""
-
-ALL_COLUMNS = MANDATORY_COLUMNS + EXTRA_COLUMNS
-_FRACTION = re.compile(r"[T ][0-9]{2}:[0-9]{2}:[0-9]{2}([.,][0-9]+)")
 _SQLITE_MAGIC = b"SQLite format 3\x00"
-_SUFFIXES = {
-    ".csv": "csv",
-    ".jsonl": "jsonl",
-    ".ndjson": "jsonl",
-    ".db": "sqlite",
-    ".sqlite": "sqlite",
-    ".sqlite3": "sqlite",
-}
 
 
 class LogFileError(Exception):
@@ -155,7 +139,7 @@ def open_log(path: str | os.PathLike[str], *, errors: str = "strict") -> UsageLo
         raise LogFileError(f"{name}: no such file") from None
     except OSError as exc:
         raise LogFileError(f"{name}: cannot read: {exc.strerror or exc}") from None
-    fmt = _SUFFIXES.get(Path(name).suffix.lower()) or _sniff(head)
+    fmt = SUFFIXES.get(Path(name).suffix.lower()) or _sniff(head)
     if fmt == "sqlite":
         _check_sqlite(name)
     if fmt != "csv":
@@ -233,28 +217,3 @@ def _tags_cell(tags: object) -> str:
     if not tags:
         return ""
     return json.dumps(tags, sort_keys=True, separators=(",", ":"))
-
-
-def utc_timestamp(text: str) -> str | None:
-    """An ISO 8601 timestamp with any UTC offset (or ``Z``) as tokenlog writes it, else ``None``.
-
-    The result has the form ``2023-10-27T10:30:00.123456+00:00``: sorting these strings sorts
-    by time. A timestamp without an offset is ``None``: its time zone is unknown.
-
-    >>> utc_timestamp("2023-10-27T12:30:00+02:00")
-    '2023-10-27T10:30:00.000000+00:00'
-    >>> utc_timestamp("2023-10-27T10:30:00.5Z"), utc_timestamp("2023-10-27T10:30:00")
-    ('2023-10-27T10:30:00.500000+00:00', None)
-    """
-    if text.endswith(("Z", "z")):
-        text = text[:-1] + "+00:00"
-    fraction = _FRACTION.search(text)
-    if fraction:  # Python 3.10 parses only ".fff" or ".ffffff": make it ".ffffff"
-        text = text[: fraction.start(1)] + "." + fraction.group(1)[1:].ljust(6, "0")[:6] + text[fraction.end(1) :]
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    if moment.utcoffset() is None:
-        return None
-    return moment.astimezone(timezone.utc).isoformat(timespec="microseconds")

@@ -1,7 +1,7 @@
 """``tokenlog report``: calls, tokens and estimated cost in usage logs, grouped and filtered.
 
 :func:`build_report` streams every row of every log once (CSV, JSONL or SQLite, see
-:mod:`tokenlog.logfile`) and keeps only running totals per group, so its memory does not grow with
+:mod:`tokenlog.logs.read`) and keeps only running totals per group, so its memory does not grow with
 the log. :func:`render` turns the result into a table, JSON, CSV or Markdown.
 
 >>> import pathlib, tempfile
@@ -24,8 +24,9 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 
-from .logfile import UsageLog, open_log, utc_timestamp
-from .pricing import PriceTable, default_prices
+from ..format import utc_timestamp
+from ..pricing import PriceTable, default_prices
+from .read import UsageLog, open_log
 
 __all__ = ["DIMENSIONS", "FORMATS", "Report", "Totals", "build_report", "parse_time", "render"]
 
@@ -133,7 +134,7 @@ def build_report(
     models: Sequence[str] = (),
     prices: PriceTable | None = None,
 ) -> Report:
-    """Total the rows of every log in ``paths``; raise :class:`~tokenlog.logfile.LogFileError` on an unreadable one.
+    """Total the rows of every log in ``paths``; raise :class:`~tokenlog.logs.read.LogFileError` on an unreadable one.
 
     ``since`` and ``until`` are UTC timestamps from :func:`parse_time` (both inclusive); ``models``
     are model names or glob patterns (``mistral-large*``). Rows that are not usage rows (a count

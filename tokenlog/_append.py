@@ -15,8 +15,8 @@ import threading
 import time
 from collections.abc import Callable
 
-from .._fork import reset_after_fork
-from ..errors import SinkError
+from ._fork import reset_after_fork
+from .errors import SinkError
 
 __all__ = ["AppendState", "LockedAppendFile"]
 

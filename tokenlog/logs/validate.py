@@ -36,8 +36,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import BinaryIO, NamedTuple
 
-from .logfile import utc_timestamp
-from .sinks.csv import MANDATORY_COLUMNS
+from ..format import MANDATORY_COLUMNS, utc_timestamp
 
 __all__ = ["LogCheck", "LogRecord", "Problem", "row_problems", "tags_problem", "timestamp_problem"]
 

@@ -1,6 +1,6 @@
 """``tokenlog merge``: many usage logs into one valid CSV file, sorted by time, without exact duplicates.
 
-The inputs may be CSV, JSONL or SQLite logs (see :mod:`tokenlog.logfile`). The output is a CSV log
+The inputs may be CSV, JSONL or SQLite logs (see :mod:`tokenlog.logs.read`). The output is a CSV log
 that ``tokenlog validate`` passes: the five mandatory columns first, then every optional column
 (``Session``, ``Function``, ...) that any input has, in the CSV sink's order, then any other named
 columns in the order they were first seen; a row from an input without a column has it empty.
@@ -25,7 +25,8 @@ from dataclasses import dataclass, field
 from operator import itemgetter
 from pathlib import Path
 
-from .logfile import ALL_COLUMNS, UsageLog, open_log, utc_timestamp
+from ..format import ALL_COLUMNS, utc_timestamp
+from .read import UsageLog, open_log
 from .validate import row_problems, tags_problem, timestamp_problem
 
 __all__ = ["RUN_ROWS", "MergeResult", "merge_logs", "output_columns"]
@@ -77,7 +78,7 @@ def merge_logs(
     A row that would make the output invalid (a count that is not a non-negative integer, a total
     that is not prompt + completion, a timestamp without an offset, a cut-off last line) is a
     problem: unless ``skip_invalid``, nothing is written and the problems are returned. An input
-    that cannot be read at all raises :class:`~tokenlog.logfile.LogFileError`.
+    that cannot be read at all raises :class:`~tokenlog.logs.read.LogFileError`.
     """
     logs = [open_log(path, errors="surrogateescape") for path in inputs]  # bad bytes: a problem at their line
     columns = output_columns(logs)
