@@ -23,9 +23,9 @@ import wrapt
 import tokenlog
 from benchmarks.common import Result, interleaved
 from tokenlog.extract import read_usage
-from tokenlog.instrumentation import _sync_wrapper
+from tokenlog.instrumentation import _SdkTracker
 from tokenlog.record import UsageRecord
-from tokenlog.track import Tracker, _FunctionWrapper
+from tokenlog.track import _FunctionWrapper, call_wrapper
 
 
 class NoopSink:
@@ -101,7 +101,7 @@ def run(calls: int, repeats: int) -> dict[str, Result]:
     wrapt_passthrough = wrapt.decorator(_passthrough)(call)
     proxy_passthrough = wrapt.decorator(_passthrough, proxy=_FunctionWrapper)(call)
     tracked = tokenlog.track_usage(sinks=[NoopSink()])(call)
-    patched = wrapt.FunctionWrapper(call, _sync_wrapper(Tracker("bench", None, None, None)))
+    patched = wrapt.FunctionWrapper(call, call_wrapper(_SdkTracker("bench").enter, asynchronous=False))
 
     in_session = tokenlog.track_usage(sinks=[NoopSink()])(call)
 

@@ -17,7 +17,7 @@ from helpers import chat_response, read_rows
 import tokenlog
 from tokenlog import CsvSink, SinkError, UsageRecord, track_usage
 from tokenlog._append import CHECK_EVERY
-from tokenlog.route import guard
+from tokenlog.delivery.guard import guard
 
 HEADER = "TimestampUTC,Model,PromptTokens,CompletionTokens,TotalTokens"
 WHEN = datetime(2023, 10, 27, 10, 30, 0, 123456, tzinfo=timezone.utc)
@@ -209,7 +209,8 @@ def test_an_unwritable_path_returns_the_result_warns_with_the_file_and_keeps_the
 
     with pytest.warns(tokenlog.TokenlogWarning, match=re.escape(str(target))):
         assert ask() is response
-    (guarded,) = tokenlog.config.default_sinks()
+    (sink,) = tokenlog.config.default_sinks()
+    guarded = guard(sink)
     assert len(guarded.pending) == 1
 
     blocker.unlink()

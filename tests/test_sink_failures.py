@@ -16,7 +16,8 @@ import pytest
 from helpers import chat_response, read_rows
 
 import tokenlog
-from tokenlog import MemorySink, SinkError, UsageRecord, route, track_usage
+from tokenlog import MemorySink, SinkError, UsageRecord, track_usage
+from tokenlog.delivery import guard as route
 
 
 class FlakySink:

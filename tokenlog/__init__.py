@@ -17,15 +17,16 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .config import configure
+    from .delivery.buffered import BufferedSink
+    from .delivery.guard import SinkStatus, sink_status
+    from .delivery.lifecycle import flush
     from .errors import SinkError, TokenlogWarning
     from .extract import extract_usage
     from .instrumentation import instrument, is_instrumented, uninstrument
     from .record import UsageRecord
-    from .route import SinkStatus, flush, sink_status
     from .session import UsageSession, UsageTotals, usage_session
     from .sinks import (
         BatchSink,
-        BufferedSink,
         CallbackSink,
         CsvSink,
         JsonlSink,
@@ -40,7 +41,7 @@ if TYPE_CHECKING:
 
 _EXPORTS: dict[str, str] = {
     "BatchSink": ".sinks",
-    "BufferedSink": ".sinks",
+    "BufferedSink": ".delivery.buffered",
     "CallbackSink": ".sinks",
     "CsvSink": ".sinks",
     "JsonlSink": ".sinks",
@@ -49,7 +50,7 @@ _EXPORTS: dict[str, str] = {
     "OpenTelemetrySink": ".sinks",
     "Sink": ".sinks",
     "SinkError": ".errors",
-    "SinkStatus": ".route",
+    "SinkStatus": ".delivery.guard",
     "SqliteSink": ".sinks",
     "TokenlogWarning": ".errors",
     "UsageRecord": ".record",
@@ -57,10 +58,10 @@ _EXPORTS: dict[str, str] = {
     "UsageTotals": ".session",
     "configure": ".config",
     "extract_usage": ".extract",
-    "flush": ".route",
+    "flush": ".delivery.lifecycle",
     "instrument": ".instrumentation",
     "is_instrumented": ".instrumentation",
-    "sink_status": ".route",
+    "sink_status": ".delivery.guard",
     "track_usage": ".track",
     "uninstrument": ".instrumentation",
     "usage_session": ".session",
@@ -104,6 +105,7 @@ def __getattr__(name: str) -> Any:
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'tokenlog' has no attribute {name!r}")
+    importlib.import_module(".delivery.lifecycle", __name__)  # the one exit handler, with the first name used
     value = getattr(importlib.import_module(module, __name__), name)
     globals()[name] = value
     return value

@@ -13,19 +13,17 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from ._fork import fork_safe_lock
+from .delivery.guard import set_strict
 from .format import DEFAULT_FILE
-
-if TYPE_CHECKING:
-    from .route import GuardedSink
-    from .sinks import SinkSpec
+from .sinks import Sink, SinkSpec, resolve_sink
+from .sinks.csv import CsvSink
 
 __all__ = ["configure", "default_sinks"]
 
 OnError = Literal["warn", "raise"]
-
 
 _TRUE = {"1", "true", "yes", "on"}
 
@@ -36,7 +34,7 @@ class Settings:
 
     enabled: bool
     on_error: OnError
-    sinks: tuple[GuardedSink, ...] | None  # None: the CSV file, created on first use
+    sinks: tuple[Sink, ...] | None  # None: the CSV file, created on first use
 
 
 def _from_environment() -> Settings:
@@ -48,7 +46,8 @@ def _from_environment() -> Settings:
 
 
 settings = _from_environment()
-_default: tuple[GuardedSink, ...] | None = None
+set_strict(settings.on_error == "raise")
+_default: tuple[Sink, ...] | None = None
 _lock = fork_safe_lock()
 
 
@@ -72,24 +71,22 @@ def configure(
     >>> tokenlog.configure()  # back to $TOKENLOG_FILE or ./mistral_usage_log.csv
     """
     global settings, _default
-    from .route import guard_all
-    from .sinks import resolve_sink
-
     base = _from_environment()
     if on_error is not None and on_error not in ("warn", "raise"):
         raise ValueError(f"on_error is {on_error!r}, expected 'warn' or 'raise'")
-    guarded = None if sinks is None else guard_all(resolve_sink(spec) for spec in sinks)
+    resolved = None if sinks is None else tuple(resolve_sink(spec) for spec in sinks)
     with _lock:
         settings = Settings(
             enabled=base.enabled if enabled is None else enabled,
             on_error=on_error or base.on_error,
-            sinks=guarded,
+            sinks=resolved,
         )
+        set_strict(settings.on_error == "raise")
         _default = None
 
 
-def default_sinks() -> tuple[GuardedSink, ...]:
-    """The sinks that get records nobody routed elsewhere."""
+def default_sinks() -> tuple[Sink, ...]:
+    """The sinks that get records nobody routed elsewhere (the CSV file is made on first use)."""
     configured = settings.sinks
     if configured is not None:
         return configured
@@ -97,13 +94,10 @@ def default_sinks() -> tuple[GuardedSink, ...]:
     if _default is None:
         with _lock:
             if _default is None:
-                from .route import guard
-                from .sinks.csv import CsvSink
-
-                _default = (guard(CsvSink(os.environ.get("TOKENLOG_FILE") or DEFAULT_FILE)),)
+                _default = (CsvSink(os.environ.get("TOKENLOG_FILE") or DEFAULT_FILE),)
     return _default
 
 
-def created_default_sinks() -> tuple[GuardedSink, ...]:
+def created_default_sinks() -> tuple[Sink, ...]:
     """The default sinks, without creating the CSV sink if nothing was recorded yet."""
     return settings.sinks if settings.sinks is not None else (_default or ())

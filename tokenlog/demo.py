@@ -90,7 +90,7 @@ def _make_calls(
 ) -> UsageSession:
     """The demo's calls: sync, async and streamed chat, FIM, embeddings and an undecorated call here, then
     chat calls from worker processes."""
-    from .route import flush
+    from .delivery.lifecycle import flush
 
     log_path = str(Path(log_file).resolve())
     with _client(server_url, api_key) as client:

@@ -1,8 +1,12 @@
-"""The warning and exception types tokenlog raises."""
+"""The warning and exception types tokenlog raises, and the one way it warns."""
 
 from __future__ import annotations
 
-__all__ = ["SinkError", "TokenlogWarning"]
+import os
+import sys
+import warnings
+
+__all__ = ["SinkError", "TokenlogWarning", "warn"]
 
 
 class TokenlogWarning(UserWarning):
@@ -19,3 +23,28 @@ class SinkError(Exception):
     Raised into your call only in strict mode (``configure(on_error="raise")``); otherwise the
     record is kept for a retry and a :class:`TokenlogWarning` is issued instead.
     """
+
+
+_PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+def warn(message: str, category: type[Warning] = TokenlogWarning) -> None:
+    """Warn at the user's line: the first frame on the stack outside the tokenlog package.
+
+    Whatever path led here (a decorator, an instrumented SDK method, a session's end, a stream's
+    last chunk), the warning names the file and line of the code that called into tokenlog,
+    and the usual filters and once-per-line registry apply there. With no such frame (the exit
+    handler, a background thread) it is attributed to the outermost frame.
+    """
+    frame = sys._getframe(1)
+    while frame.f_back is not None and frame.f_code.co_filename.startswith(_PACKAGE):
+        frame = frame.f_back
+    module_globals = frame.f_globals
+    warnings.warn_explicit(
+        message,
+        category,
+        frame.f_code.co_filename,
+        frame.f_lineno,
+        module=module_globals.get("__name__", "<unknown>"),
+        registry=module_globals.setdefault("__warningregistry__", {}),
+    )

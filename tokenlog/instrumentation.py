@@ -20,18 +20,16 @@ from __future__ import annotations
 import inspect
 import logging
 import sys
-from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from time import perf_counter
-from types import CoroutineType, ModuleType
+from types import ModuleType
 from typing import Any
 
 import wrapt
 
-from . import _context, config
-from ._context import open_sessions
+from . import config
 from ._fork import fork_safe_rlock
-from .track import Call, Tracker, current_call
+from .scopes import current
+from .track import Call, Tracker, call_wrapper, current_call
 
 __all__ = ["TARGETS", "Target", "instrument", "instrumented_methods", "is_instrumented", "uninstrument"]
 
@@ -90,6 +88,7 @@ TARGETS: tuple[Target, ...] = (
 
 _lock = fork_safe_rlock()
 _global = False  # instrument() was called and uninstrument() was not
+_patching = False  # patches are wanted: modules get patched when imported (instrument() or a session)
 _hooks_registered: set[str] = set()
 _patched: dict[tuple[type, str], tuple[Any, str]] = {}
 """(class, method name) -> (the attribute as it was in the class ``__dict__``, the label we record as)."""
@@ -116,9 +115,9 @@ def instrument() -> None:
 
 def uninstrument() -> None:
     """Put every patched SDK method back as it was. Sessions opened later patch again."""
-    global _global
+    global _global, _patching
     with _lock:
-        _global = _context.patching = False
+        _global = _patching = False
         for (owner, name), (original, label) in list(_patched.items()):
             current = vars(owner).get(name)
             if isinstance(current, wrapt.FunctionWrapper) and current.__wrapped__ is original:
@@ -141,10 +140,11 @@ def instrumented_methods() -> list[str]:
 
 def ensure_patched() -> None:
     """Patch what is imported now, and have every other target patched when it is imported."""
-    if _context.patching:
+    global _patching
+    if _patching:
         return  # the post-import hooks patch whatever is imported from now on
     with _lock:
-        _context.patching = True  # patches are wanted: imports get patched, decorated calls say who calls
+        _patching = True
         for module_name in {target.module for target in TARGETS}:
             if module_name in _hooks_registered:
                 module = sys.modules.get(module_name)
@@ -158,7 +158,7 @@ def ensure_patched() -> None:
 
 def _on_import(module: ModuleType) -> None:
     with _lock:
-        if _context.patching:
+        if _patching:
             _patch_module(module)
 
 
@@ -184,54 +184,21 @@ def _patch(owner: type, name: str, target: Target) -> None:
         log.debug("tokenlog: %s.%s has no method %s; not instrumented", target.module, target.cls, name)
         return
     label = f"{target.sdk}:{owner.__qualname__}.{name}"
-    tracker = Tracker(label, None, None, None)
-    if inspect.isasyncgenfunction(original) or not inspect.iscoroutinefunction(original):
-        wrapper = _sync_wrapper(tracker)
-    else:
-        wrapper = _async_wrapper(tracker)
+    asynchronous = inspect.iscoroutinefunction(original) and not inspect.isasyncgenfunction(original)
+    wrapper = call_wrapper(_SdkTracker(label).enter, asynchronous)
     _patched[(owner, name)] = (original, label)
     setattr(owner, name, wrapt.FunctionWrapper(original, wrapper))
 
 
-def _recording() -> bool:
-    if not config.settings.enabled:
-        return False
-    if _global:
-        return True
-    sessions = open_sessions.get()
-    return bool(sessions) and sessions[-1].instrument
+class _SdkTracker(Tracker):
+    """The tracker of one patched SDK method: records only while it should, and inside a decorated
+    call in that call's name (with its tags and sinks), so the decorator does not record it again."""
 
+    def __init__(self, label: str) -> None:
+        super().__init__(label, None, None, None)
 
-def _sync_wrapper(tracker: Tracker) -> Callable[..., Any]:
-    def wrapper(wrapped: Callable[..., Any], instance: object, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        if not _recording():
-            return wrapped(*args, **kwargs)
-        call = current_call.get()
-        started = perf_counter()
-        result = wrapped(*args, **kwargs)
-        if type(result) is CoroutineType:  # an async method behind a plain-def decorator (openai's)
-            return _awaited(result, call.tracker if call is not None else tracker, started, kwargs, call)
-        return (call.tracker if call is not None else tracker).observe(result, started, kwargs, call)
-
-    return wrapper
-
-
-async def _awaited(
-    coroutine: Coroutine[Any, Any, Any], tracker: Tracker, started: float, kwargs: dict[str, Any], call: Call | None
-) -> Any:
-    return tracker.observe(await coroutine, started, kwargs, call)
-
-
-def _async_wrapper(tracker: Tracker) -> Callable[..., Any]:
-    async def run(wrapped: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        call = current_call.get()
-        started = perf_counter()
-        result = await wrapped(*args, **kwargs)
-        return (call.tracker if call is not None else tracker).observe(result, started, kwargs, call)
-
-    def wrapper(wrapped: Callable[..., Any], instance: object, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        if not _recording():
-            return wrapped(*args, **kwargs)
-        return run(wrapped, args, kwargs)
-
-    return wrapper
+    def enter(self) -> Call | None:
+        if not config.settings.enabled or not (_global or current.get().instrument):
+            return None
+        outer = current_call.get()
+        return Call(self) if outer is None else Call(outer.tracker, outer)

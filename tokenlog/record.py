@@ -8,16 +8,28 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timezone
 
-__all__ = ["FIELD_NAMES", "UsageRecord"]
+__all__ = ["FIELD_NAMES", "UsageRecord", "are_counts"]
 
-_EMPTY_TAGS: Mapping[str, str] = types.MappingProxyType({})
+EMPTY_TAGS: Mapping[str, str] = types.MappingProxyType({})
 
 MAX_COUNT = 2**63 - 1
 """The largest token count a record holds: SQLite, OpenTelemetry and most tools store counts in 64 bits."""
 
 
+def are_counts(prompt: object, completion: object, total: object) -> bool:
+    """True if all three are token counts: ints (a bool is not a count) from 0 to :data:`MAX_COUNT`."""
+    return (
+        type(prompt) is int
+        and type(completion) is int
+        and type(total) is int
+        and 0 <= prompt <= MAX_COUNT
+        and 0 <= completion <= MAX_COUNT
+        and 0 <= total <= MAX_COUNT
+    )
+
+
 def _check_count(name: str, value: object) -> None:
-    if type(value) is not int or not 0 <= value <= MAX_COUNT:  # bool is excluded on purpose: True is not a count
+    if not are_counts(value, 0, 0):
         raise ValueError(f"UsageRecord.{name} is {value!r}, expected a non-negative integer below 2**63")
 
 
@@ -43,7 +55,7 @@ class UsageRecord:
     function: str | None = None
     latency_ms: float | None = None
     request_id: str | None = None
-    tags: Mapping[str, str] = field(default_factory=lambda: _EMPTY_TAGS, hash=False)
+    tags: Mapping[str, str] = field(default_factory=lambda: EMPTY_TAGS, hash=False)
 
     def __post_init__(self) -> None:
         timestamp = self.timestamp
@@ -55,14 +67,7 @@ class UsageRecord:
         if type(self.model) is not str and not isinstance(self.model, str):
             raise ValueError(f"UsageRecord.model is {self.model!r}, expected a string")
         prompt, completion, total = self.prompt_tokens, self.completion_tokens, self.total_tokens
-        if not (
-            type(prompt) is int
-            and type(completion) is int
-            and type(total) is int
-            and 0 <= prompt <= MAX_COUNT
-            and 0 <= completion <= MAX_COUNT
-            and 0 <= total <= MAX_COUNT
-        ):
+        if not are_counts(prompt, completion, total):
             _check_count("prompt_tokens", prompt)
             _check_count("completion_tokens", completion)
             _check_count("total_tokens", total)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextvars
+import dataclasses
 import functools
 import os
 import types
@@ -11,10 +12,11 @@ from dataclasses import dataclass
 from typing import ParamSpec, TypeVar
 
 from . import config, route
-from ._context import open_sessions
 from ._fork import fork_safe_lock
+from .delivery.guard import Destination, destination, guard
 from .instrumentation import ensure_patched
-from .record import UsageRecord
+from .record import RecordValues, UsageRecord
+from .scopes import OpenScopes, current
 from .sinks import Sink, resolve_sink
 
 __all__ = ["UsageSession", "UsageTotals", "usage_session"]
@@ -32,11 +34,11 @@ class UsageTotals:
     completion_tokens: int = 0
     total_tokens: int = 0
 
-    def _add(self, record: UsageRecord) -> None:
+    def _add(self, prompt: int, completion: int, total: int) -> None:
         self.calls += 1
-        self.prompt_tokens += record.prompt_tokens
-        self.completion_tokens += record.completion_tokens
-        self.total_tokens += record.total_tokens
+        self.prompt_tokens += prompt
+        self.completion_tokens += completion
+        self.total_tokens += total
 
 
 class UsageSession:
@@ -44,8 +46,9 @@ class UsageSession:
 
     Counters (``calls``, ``prompt_tokens``, ``completion_tokens``, ``total_tokens``) and
     ``by_model`` are live and safe to read from any thread. ``records`` lists every record in
-    the order it was made. ``calls_without_usage`` counts tracked calls that returned no usage
-    (so no row could be written).
+    the order it was made (and stays empty with ``keep_records=False``: a session around a
+    service's main loop then keeps its totals only, in constant memory). ``calls_without_usage``
+    counts tracked calls that returned no usage (so no row could be written).
     """
 
     def __init__(
@@ -55,26 +58,22 @@ class UsageSession:
         sinks: Iterable[Sink | str | os.PathLike[str]] | None = None,
         tags: Mapping[str, str] | None = None,
         instrument: bool = True,
+        keep_records: bool = True,
     ) -> None:
         self.name = name
         self.instrument = instrument
+        self.keep_records = keep_records
         self.tags: Mapping[str, str] = types.MappingProxyType({str(k): str(v) for k, v in (tags or {}).items()})
         self.records: list[UsageRecord] = []
         self.calls_without_usage = 0
         self._totals = UsageTotals()
         self._by_model: dict[str, UsageTotals] = {}
         self._lock = fork_safe_lock()
-        self._owned: list[Sink] = []  # sinks this session made from paths, closed at exit
-        self._sinks: tuple[route.GuardedSink, ...] | None = None
-        if sinks is not None:
-            resolved = []
-            for spec in sinks:
-                sink = resolve_sink(spec)
-                if sink is not spec:
-                    self._owned.append(sink)
-                resolved.append(sink)
-            self._sinks = route.guard_all(resolved)
-        self._token: contextvars.Token[tuple[UsageSession, ...]] | None = None
+        self._sinks = None if sinks is None else tuple(resolve_sink(spec) for spec in sinks)
+        self._owned = [sink for sink, spec in zip(self._sinks or (), sinks or (), strict=True) if sink is not spec]
+        """Sinks this session made from paths: closed when it ends."""
+        self.destination: Destination | None = None if self._sinks is None else destination(self._sinks)
+        self._token: contextvars.Token[OpenScopes] | None = None
 
     def __repr__(self) -> str:
         return f"<UsageSession {self.name!r}: {self.calls} calls, {self.total_tokens} tokens>"
@@ -147,10 +146,9 @@ class UsageSession:
         >>> (s.calls, s.total_tokens, r.session)
         (1, 7, 'by-hand')
         """
-        stack = open_sessions.get()
-        if self not in stack:
-            stack = (*stack, self)
-        return route.record_response(obj, model=model, sessions=stack)
+        scopes = dataclasses.replace(current.get().including(self), keep_records=True)  # the caller wants the record
+        made = route.record(obj, None, None, model, None, None, scopes)
+        return made if isinstance(made, UsageRecord) else None
 
     def bind(self, fn: Callable[P, R]) -> Callable[P, R]:
         """``fn``, made to run inside this session wherever it is called (threads, pools).
@@ -159,30 +157,32 @@ class UsageSession:
         session; bind it: ``pool.submit(session.bind(ask), prompt)``,
         ``pool.map(session.bind(ask), prompts)``.
         """
-        stack = open_sessions.get()
-        if self not in stack:
-            stack = (*stack, self)
+        scopes = current.get().including(self)
 
         @functools.wraps(fn)
         def bound(*args: P.args, **kwargs: P.kwargs) -> R:
-            token = open_sessions.set(stack)
+            token = current.set(scopes)
             try:
                 return fn(*args, **kwargs)
             finally:
-                open_sessions.reset(token)
+                current.reset(token)
 
         return bound
 
-    def _add(self, record: UsageRecord) -> None:
+    def add(self, fields: RecordValues, record: UsageRecord | None) -> None:
+        """Count one record, given as its fields (and the record itself when one was built)."""
+        model, prompt, completion, total = fields[1], fields[2], fields[3], fields[4]
         with self._lock:
-            self.records.append(record)
-            self._totals._add(record)
-            totals = self._by_model.get(record.model)
+            if self.keep_records and record is not None:
+                self.records.append(record)
+            self._totals._add(prompt, completion, total)
+            totals = self._by_model.get(model)
             if totals is None:
-                totals = self._by_model[record.model] = UsageTotals()
-            totals._add(record)
+                totals = self._by_model[model] = UsageTotals()
+            totals._add(prompt, completion, total)
 
-    def _add_missing(self) -> None:
+    def add_missing(self) -> None:
+        """Count a call that returned no usage."""
         with self._lock:
             self.calls_without_usage += 1
 
@@ -193,16 +193,16 @@ class UsageSession:
             raise RuntimeError(f"{self!r} is already open; use one usage_session() per block")
         if self.instrument:
             ensure_patched()
-        self._token = open_sessions.set((*open_sessions.get(), self))
+        self._token = current.set(current.get().push(self))
         return self
 
     def __exit__(self, *exc_info: object) -> None:
         token, self._token = self._token, None
         try:
             if token is not None:
-                open_sessions.reset(token)
+                current.reset(token)
         except ValueError:  # exited in another context than it was entered in
-            open_sessions.set(tuple(s for s in open_sessions.get() if s is not self))
+            current.set(current.get().without(self))
         self._finish()
 
     async def __aenter__(self) -> UsageSession:
@@ -213,12 +213,8 @@ class UsageSession:
 
     def _finish(self) -> None:
         # The sinks this block's rows went to: write what they hold back (kept or buffered rows).
-        for guarded in self._sinks if self._sinks is not None else config.created_default_sinks():
-            guarded.retry()
-            try:
-                guarded.sink.flush()
-            except Exception as exc:
-                route.log.warning("tokenlog: flushing %r failed: %s", guarded.sink, exc)
+        for sink in self._sinks if self._sinks is not None else config.created_default_sinks():
+            guard(sink).flush()
         for sink in self._owned:
             sink.close()
 
@@ -229,6 +225,7 @@ def usage_session(
     sinks: Iterable[Sink | str | os.PathLike[str]] | None = None,
     tags: Mapping[str, str] | None = None,
     instrument: bool = True,
+    keep_records: bool = True,
 ) -> UsageSession:
     """Scope a block: every record made inside it joins this session (and the enclosing ones).
 
@@ -243,10 +240,14 @@ def usage_session(
     :mod:`tokenlog.instrumentation`) are recorded inside the block with no decorator; pass
     ``instrument=False`` to record only decorated functions and ``record()``.
 
+    ``keep_records=False`` keeps the totals (``calls``, the token counts, ``by_model``,
+    ``cost``) and not each record: ``records`` stays empty and the session's memory stays the
+    same however many calls it sees. Use it for a session around a long-running service.
+
     >>> import tokenlog
     >>> with tokenlog.usage_session("nightly", sinks=[tokenlog.MemorySink()]) as s:
     ...     _ = s.record({"model": "mistral-large", "usage": {"prompt_tokens": 10, "completion_tokens": 3}})
     >>> s.by_model["mistral-large"].total_tokens
     13
     """
-    return UsageSession(name, sinks=sinks, tags=tags, instrument=instrument)
+    return UsageSession(name, sinks=sinks, tags=tags, instrument=instrument, keep_records=keep_records)

@@ -20,16 +20,13 @@ import io
 import types
 import weakref
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import wrapt
 
-from ._context import open_sessions
 from ._fork import fork_safe_lock
 from .extract import stream_chunk_usage
-
-if TYPE_CHECKING:
-    from .session import UsageSession
+from .scopes import OpenScopes, current
 
 __all__ = ["StreamObserver", "StreamProxy", "is_stream_type", "observe_stream"]
 
@@ -37,17 +34,15 @@ __all__ = ["StreamObserver", "StreamProxy", "is_stream_type", "observe_stream"]
 class StreamObserver(Protocol):
     """What a stream proxy reports to (the decorator's or the instrumentation's tracker)."""
 
-    def record_chunk(
-        self, chunk: object, started: float, model: str | None, sessions: tuple[UsageSession, ...]
-    ) -> bool: ...
+    def record_chunk(self, chunk: object, started: float, model: str | None, scopes: OpenScopes) -> bool: ...
 
-    def missing_usage(self, stream: object, sessions: tuple[UsageSession, ...]) -> None: ...
+    def missing_usage(self, stream: object, scopes: OpenScopes) -> None: ...
 
 
 class _StreamState:
     """The per-stream bookkeeping, kept apart from the proxy so a finalizer can hold it."""
 
-    __slots__ = ("candidate", "done", "fallback", "lock", "model", "observer", "sessions", "started", "stream_type")
+    __slots__ = ("candidate", "done", "fallback", "lock", "model", "observer", "scopes", "started", "stream_type")
 
     def __init__(self, observer: StreamObserver, started: float, stream_type: type, fallback: str | None) -> None:
         self.observer = observer
@@ -55,7 +50,7 @@ class _StreamState:
         self.started = started
         self.stream_type = stream_type
         # The call was made in these sessions, whenever the chunks are read.
-        self.sessions = open_sessions.get()
+        self.scopes = current.get()
         self.model: str | None = None
         self.candidate: object = None
         self.done = False
@@ -78,7 +73,7 @@ class _StreamState:
         if not self._claim():
             return
         self.candidate = None
-        self.observer.record_chunk(chunk, self.started, self.model or self.fallback, self.sessions)
+        self.observer.record_chunk(chunk, self.started, self.model or self.fallback, self.scopes)
 
     def _claim(self) -> bool:
         """Mark the stream done; True for the one caller that did it (chunks and finalizers may race)."""
@@ -94,10 +89,10 @@ class _StreamState:
             return
         candidate, self.candidate = self.candidate, None
         if candidate is not None and self.observer.record_chunk(
-            candidate, self.started, self.model or self.fallback, self.sessions
+            candidate, self.started, self.model or self.fallback, self.scopes
         ):
             return
-        self.observer.missing_usage(self.stream_type, self.sessions)
+        self.observer.missing_usage(self.stream_type, self.scopes)
 
     def fail(self) -> None:
         """Iteration raised: the call failed, so nothing more is recorded for it."""

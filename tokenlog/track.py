@@ -1,52 +1,42 @@
-"""@track_usage: record the usage of whatever a function returns."""
+"""@track_usage: record the usage of whatever a function returns, and of the SDK calls made inside it.
+
+One wrapper factory (:func:`call_wrapper`) serves the decorator and the instrumented SDK methods,
+sync and async: a :class:`Tracker` says whether a call is recorded (:meth:`Tracker.enter`) and
+in whose name; the :class:`Call` it returns is the call context that SDK calls made inside it
+report to, and observes what the call returned.
+"""
 
 from __future__ import annotations
 
 import inspect
 import os
 import types
-import warnings
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Coroutine, Iterable, Mapping
 from contextvars import ContextVar
 from time import perf_counter
-from typing import TYPE_CHECKING, Any, TypeVar, overload
+from types import CoroutineType
+from typing import Any, TypeVar, overload
 
 import wrapt
 
-from . import _context, config, route, streams
-from .errors import SinkError, TokenlogWarning
-from .extract import _OBJECT, _kind
-from .record import _EMPTY_TAGS
+from . import config, route, streams
+from .delivery.guard import Destination, destination
+from .errors import SinkError, warn
+from .scopes import OpenScopes, current
 from .sinks import Sink, resolve_sink
 
-if TYPE_CHECKING:
-    from .session import UsageSession
-
-__all__ = ["track_usage"]
+__all__ = ["Call", "Tracker", "call_wrapper", "current_call", "track_usage"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 SinkSpec = Sink | str | os.PathLike[str]
-
-
-class Call:
-    """One call of a decorated function in progress: what instrumented SDK calls inside it report to."""
-
-    __slots__ = ("recorded", "tracker")
-
-    def __init__(self, tracker: Tracker) -> None:
-        self.tracker = tracker
-        self.recorded = False
-
-
-current_call: ContextVar[Call | None] = ContextVar("tokenlog_current_call", default=None)
-"""The innermost decorated call running in this context, if any."""
+Wrapper = Callable[[Callable[..., Any], object, tuple[Any, ...], dict[str, Any]], Any]
 
 
 class Tracker:
     """What one decorated function (or one instrumented SDK method) records with.
 
-    Its name, its model fallback, its tags and its sinks; it also says once when the function
-    returned no usage.
+    Its name, its model fallback, its tags and its destination, decided when it is made; it
+    also says once when the function returned no usage.
     """
 
     def __init__(
@@ -54,55 +44,37 @@ class Tracker:
         function: str,
         model: str | None,
         tags: Mapping[str, str] | None,
-        sinks: tuple[route.GuardedSink, ...] | None,
+        destination: Destination | None,
     ) -> None:
         self.function = function
         self.model = model
         self.tags = types.MappingProxyType({str(k): str(v) for k, v in tags.items()}) if tags else None
-        self.sinks = sinks
+        self.destination = destination
         self._warned = False
 
-    def observe(self, result: Any, started: float, kwargs: Mapping[str, Any], call: Call | None) -> Any:
-        """Record ``result``'s usage; return ``result`` itself, or a recording proxy for a stream.
+    def enter(self) -> Call | None:
+        """The context of a call about to start; ``None`` to call straight through (recording is off)."""
+        return Call(self) if config.settings.enabled else None
 
-        ``call`` is the decorated call this result belongs to: a stream or a record made here
-        counts for it, so the decorator does not call its own result "without usage".
-        """
-        if _plain_types.get(type(result)) or _is_plain(type(result)):  # an SDK response, most likely
-            try:
-                if route.record_plain(result, self.function, started, self.tags or _EMPTY_TAGS, self.sinks):
-                    if call is not None:
-                        call.recorded = True
-                    return result
-            except SinkError:
-                raise  # strict mode: the user asked for it
-            except Exception as exc:  # a bug of ours must never break the user's call
-                self.failed(exc, stacklevel=4)
-                return result
-        fallback = self.model or _model_argument(kwargs)
-        stream = streams.observe_stream(result, self, started, fallback)
-        if stream is not None:
-            if call is not None:
-                call.recorded = True
-            return stream
-        if self._record(result, started, fallback, None) is not None:
-            if call is not None:
-                call.recorded = True
-        elif call is None or not call.recorded:
-            self.missing_usage(result, None)
-        return result
-
-    def record_chunk(
-        self, chunk: object, started: float, model: str | None, sessions: tuple[UsageSession, ...]
-    ) -> bool:
+    def record_chunk(self, chunk: object, started: float, model: str | None, scopes: OpenScopes) -> bool:
         """Record a stream chunk that carries usage; True if a record was made."""
-        return self._record(chunk, started, model, sessions) is not None
+        return self.record(chunk, started, model, scopes) is not None
 
-    def missing_usage(self, result: object, sessions: tuple[UsageSession, ...] | None) -> None:
+    def record(self, result: object, started: float, model: object, scopes: OpenScopes | None) -> object:
+        """Record ``result`` in this tracker's name; ``None`` if it had no usage. Never raises, but in strict mode."""
+        try:
+            return route.record(result, self.function, started, model, self.tags, self.destination, scopes)
+        except SinkError:
+            raise  # strict mode: the user asked for it
+        except Exception as exc:  # a bug of ours must never break the user's call
+            warn(f"tokenlog failed to record a call of {self.function}: {exc!r}")
+            return None
+
+    def missing_usage(self, result: object, scopes: OpenScopes) -> None:
         """A call ended with no usage to record: count it, and say so once per function."""
         if not config.settings.enabled:
             return
-        route.note_missing_usage(sessions)
+        route.note_missing_usage(scopes)
         if not self._warned:
             self._warned = True
             streamed = isinstance(result, type)  # a stream reports its type once it has ended
@@ -113,34 +85,110 @@ class Tracker:
                 if streamed
                 else ""
             )
-            warnings.warn(
+            warn(
                 f"{self.function} returned a {kind.__qualname__} without token usage, so no row was "
-                f"written (shown once per function){hint}",
-                TokenlogWarning,
-                stacklevel=4,
+                f"written (shown once per function){hint}"
             )
 
-    def _record(
-        self, result: object, started: float, model: str | None, sessions: tuple[UsageSession, ...] | None
-    ) -> object:
+
+class Call:
+    """One recorded call in progress: the context SDK calls made inside it report to."""
+
+    __slots__ = ("outer", "recorded", "started", "tracker")
+
+    def __init__(self, tracker: Tracker, outer: Call | None = None) -> None:
+        self.tracker = tracker
+        self.outer = outer
+        """The decorated call this SDK call was made in: what it records counts for that call too."""
+        self.started = perf_counter()
+        self.recorded = False
+
+    def observe(self, result: Any, kwargs: Mapping[str, Any]) -> Any:
+        """Record ``result``'s usage; return ``result`` itself, or a recording proxy for a stream.
+
+        A stream, or a record made by an SDK call inside this one, counts for this call: the
+        call is not "without usage" then.
+        """
+        kind = _result_kinds.get(type(result)) or _result_kind(type(result))
+        tracker = self.tracker
+        if kind is _RESPONSE:
+            if tracker.record(result, self.started, tracker.model or kwargs.get("model"), None) is not None:
+                self._recorded()
+            elif not self.recorded:
+                tracker.missing_usage(result, current.get())
+            return result
+        if kind is _STREAM:
+            self._recorded()
+            fallback = tracker.model or kwargs.get("model")
+            return streams.observe_stream(
+                result, tracker, self.started, fallback if isinstance(fallback, str) else None
+            )
+        return self._awaited(result, kwargs)  # a coroutine from a plain def (openai's async methods)
+
+    def _recorded(self) -> None:
+        self.recorded = True
+        if self.outer is not None:
+            self.outer.recorded = True
+
+    async def _awaited(self, coroutine: Coroutine[Any, Any, Any], kwargs: Mapping[str, Any]) -> Any:
+        token = current_call.set(self)
         try:
-            latency_ms = (perf_counter() - started) * 1000.0
-            return route.record(result, model, self.function, latency_ms, self.tags, self.sinks, sessions)
-        except SinkError:
-            raise  # strict mode: the user asked for it
-        except Exception as exc:  # a bug of ours must never break the user's call
-            self.failed(exc, stacklevel=5)
-            return None
-
-    def failed(self, exc: Exception, *, stacklevel: int) -> None:
-        """Recording a call failed in tokenlog itself: say so (at the user's line); the call goes on."""
-        message = f"tokenlog failed to record a call of {self.function}: {exc!r}"
-        warnings.warn(message, TokenlogWarning, stacklevel=stacklevel)
+            result = await coroutine
+        finally:
+            current_call.reset(token)
+        return self.observe(result, kwargs)
 
 
-def _model_argument(kwargs: Mapping[str, Any]) -> str | None:
-    model = kwargs.get("model")
-    return model if isinstance(model, str) and model else None
+current_call: ContextVar[Call | None] = ContextVar("tokenlog_current_call", default=None)
+"""The innermost recorded call running in this context, if any: SDK calls inside it record for it."""
+
+_RESPONSE, _STREAM, _COROUTINE = "response", "stream", "coroutine"
+_result_kinds: dict[type, str] = {}
+"""What a type of result is, decided once per type."""
+
+
+def _result_kind(kind: type) -> str:
+    found = _STREAM if streams.is_stream_type(kind) else _COROUTINE if issubclass(kind, CoroutineType) else _RESPONSE
+    if len(_result_kinds) < 10_000:  # types made on the fly must not grow this without bound
+        _result_kinds[kind] = found
+    return found
+
+
+def call_wrapper(enter: Callable[[], Call | None], asynchronous: bool) -> Wrapper:
+    """The wrapt wrapper of a recorded callable: ``enter()`` decides per call, the driver does the rest.
+
+    One driver for plain callables and one for ``async def`` ones; they differ only by the ``await``.
+    """
+    if asynchronous:
+
+        async def run(call: Call, wrapped: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+            token = current_call.set(call)
+            try:
+                result = await wrapped(*args, **kwargs)
+            finally:
+                current_call.reset(token)
+            return call.observe(result, kwargs)
+
+        def run_async(
+            wrapped: Callable[..., Any], instance: object, args: tuple[Any, ...], kwargs: dict[str, Any]
+        ) -> Any:
+            call = enter()
+            return wrapped(*args, **kwargs) if call is None else run(call, wrapped, args, kwargs)
+
+        return run_async
+
+    def run_sync(wrapped: Callable[..., Any], instance: object, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        call = enter()
+        if call is None:
+            return wrapped(*args, **kwargs)
+        token = current_call.set(call)
+        try:
+            result = wrapped(*args, **kwargs)
+        finally:
+            current_call.reset(token)
+        return call.observe(result, kwargs)
+
+    return run_sync
 
 
 @overload
@@ -192,29 +240,15 @@ def track_usage(
     (13, 'summary')
     """
     specs = ([] if sink is None else [sink]) + ([] if sinks is None else list(sinks))
-    guarded = route.guard_all(resolve_sink(spec) for spec in specs) if (sink is not None or sinks is not None) else None
+    own = destination(resolve_sink(spec) for spec in specs) if (sink is not None or sinks is not None) else None
 
     def decorate(wrapped: F) -> F:
-        tracker = Tracker(name or _qualified_name(wrapped), model, tags, guarded)
+        tracker = Tracker(name or _qualified_name(wrapped), model, tags, own)
         target = getattr(wrapped, "__func__", wrapped)  # a classmethod/staticmethod object
-        if inspect.iscoroutinefunction(target):
-            return _async_wrapper(tracker)(wrapped)  # type: ignore[no-any-return]
-        return _sync_wrapper(tracker)(wrapped)  # type: ignore[no-any-return]
+        wrapper = call_wrapper(tracker.enter, inspect.iscoroutinefunction(target))
+        return wrapt.decorator(proxy=_FunctionWrapper)(wrapper)(wrapped)  # type: ignore[return-value]
 
     return decorate if func is None else decorate(func)
-
-
-_plain_types: dict[type, bool] = {}
-"""Per type of result: an object that is not a mapping, sequence or stream (route.record_plain may read it)."""
-
-
-def _is_plain(kind: type) -> bool:
-    plain = _plain_types.get(kind)
-    if plain is None:
-        plain = _kind(kind) == _OBJECT and not streams.is_stream_type(kind)
-        if len(_plain_types) < 10_000:  # types made on the fly must not grow this without bound
-            _plain_types[kind] = plain
-    return plain
 
 
 class _FunctionWrapper(wrapt.FunctionWrapper):  # type: ignore[type-arg,misc,unused-ignore]
@@ -241,46 +275,6 @@ class _FunctionWrapper(wrapt.FunctionWrapper):  # type: ignore[type-arg,misc,unu
         if plain is not None:
             return plain[0](plain[1], None, args, kwargs)
         return super().__call__(*args, **kwargs)
-
-
-def _sync_wrapper(tracker: Tracker) -> Any:
-    @wrapt.decorator(proxy=_FunctionWrapper)  # type: ignore[untyped-decorator,unused-ignore]
-    def wrapper(wrapped: Callable[..., Any], instance: object, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        if not config.settings.enabled:
-            return wrapped(*args, **kwargs)
-        if not _context.patching:  # no instrumented SDK method can be inside this call
-            started = perf_counter()
-            return tracker.observe(wrapped(*args, **kwargs), started, kwargs, None)
-        call = Call(tracker)
-        token = current_call.set(call)
-        started = perf_counter()
-        try:
-            result = wrapped(*args, **kwargs)
-        finally:
-            current_call.reset(token)
-        return tracker.observe(result, started, kwargs, call)
-
-    return wrapper
-
-
-def _async_wrapper(tracker: Tracker) -> Any:
-    async def run(wrapped: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        call = Call(tracker)
-        token = current_call.set(call)
-        started = perf_counter()
-        try:
-            result = await wrapped(*args, **kwargs)
-        finally:
-            current_call.reset(token)
-        return tracker.observe(result, started, kwargs, call)
-
-    @wrapt.decorator(proxy=_FunctionWrapper)  # type: ignore[untyped-decorator,unused-ignore]
-    def wrapper(wrapped: Callable[..., Any], instance: object, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        if not config.settings.enabled:
-            return wrapped(*args, **kwargs)
-        return run(wrapped, args, kwargs)
-
-    return wrapper
 
 
 def _qualified_name(wrapped: Callable[..., Any]) -> str:

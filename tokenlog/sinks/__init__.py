@@ -2,15 +2,17 @@
 
 Built in: :class:`CsvSink` (the default), :class:`JsonlSink`, :class:`SqliteSink`,
 :class:`LoggingSink`, :class:`MemorySink`, :class:`CallbackSink`, :class:`OpenTelemetrySink`
-(with ``tokenlog[otel]``), and :class:`BufferedSink` to batch any of them.
+(with ``tokenlog[otel]``); :class:`~tokenlog.BufferedSink` (which lives with delivery, in
+:mod:`tokenlog.delivery.buffered`, and is named here too) batches any of them.
 :func:`resolve_sink` turns a path or ``scheme://`` string into one; other packages add schemes
 through the entry-point group ``tokenlog.sinks``.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from .base import BatchSink, Sink
-from .buffered import BufferedSink
 from .callback import CallbackSink
 from .csv import CsvSink
 from .jsonl import JsonlSink
@@ -19,6 +21,9 @@ from .memory import MemorySink
 from .otel import OpenTelemetrySink
 from .resolve import ENTRY_POINT_GROUP, SinkSpec, resolve_sink
 from .sqlite import SqliteSink
+
+if TYPE_CHECKING:
+    from ..delivery.buffered import BufferedSink
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -35,3 +40,12 @@ __all__ = [
     "SqliteSink",
     "resolve_sink",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """``tokenlog.sinks.BufferedSink``, where it was before it moved to the delivery layer (loaded on use)."""
+    if name == "BufferedSink":
+        from ..delivery.buffered import BufferedSink
+
+        return BufferedSink
+    raise AttributeError(f"module 'tokenlog.sinks' has no attribute {name!r}")

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Iterable
 from typing import Protocol, runtime_checkable
 
 from ..record import UsageRecord
 
-__all__ = ["BatchSink", "Sink"]
+__all__ = ["BatchSink", "Sink", "flush_at_exit", "sinks_to_flush"]
 
 
 @runtime_checkable
@@ -44,3 +45,21 @@ class BatchSink(Sink, Protocol):
 
     def write_many(self, records: Iterable[UsageRecord]) -> None:
         """Store all ``records`` in order, or none of them, or raise."""
+
+
+_to_flush: weakref.WeakSet[Sink] = weakref.WeakSet()
+
+
+def flush_at_exit(sink: Sink) -> None:
+    """Have ``tokenlog.flush()`` and the end of the program flush ``sink`` even if it is used directly.
+
+    Sinks that tokenlog routes records to are flushed anyway; a sink that may hold something back
+    when it is written to by hand (``CsvSink`` keeps the rows of the last 50 ms until it has seen
+    that its file was not deleted) registers here. It is held weakly.
+    """
+    _to_flush.add(sink)
+
+
+def sinks_to_flush() -> list[Sink]:
+    """The sinks registered with :func:`flush_at_exit` that still exist."""
+    return list(_to_flush)

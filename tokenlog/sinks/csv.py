@@ -7,30 +7,23 @@ header? does it end with a newline?) and composes the header and the rows.
 
 from __future__ import annotations
 
-import atexit
 import functools
-import logging
 import os
-import sys
-import tempfile
-import time
-import warnings
-import weakref
 from codecs import BOM_UTF8 as _BOM
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 
 from .. import format as _format
 from .._append import AppendState, LockedAppendFile
-from ..errors import TokenlogWarning
-from ..format import EXTRA_COLUMNS, MANDATORY_COLUMNS, second_of
+from ..errors import warn
+from ..format import DEFAULT_FILE, EXTRA_COLUMNS, MANDATORY_COLUMNS, second_of
 from ..record import RecordValues, UsageRecord, trusted_record
 from ._cut import end_cut_line
 from ._fields import iso_timestamp, tags_json
+from .base import flush_at_exit
 
 __all__ = ["EXTRA_COLUMNS", "MANDATORY_COLUMNS", "CsvSink"]
 
-log = logging.getLogger("tokenlog")
 
 _HEAD_BYTES = 65536
 
@@ -167,7 +160,7 @@ class CsvSink:
 
     def __init__(
         self,
-        path: str | os.PathLike[str] = "mistral_usage_log.csv",
+        path: str | os.PathLike[str] = DEFAULT_FILE,
         *,
         extra_fields: Iterable[str] = (),
         lock_timeout: float = 5.0,
@@ -193,7 +186,7 @@ class CsvSink:
         self._plain = False  # rows are the five mandatory columns, unguarded: _mandatory_row writes them
         self._set_layout(self.columns, "\n")
         self._side_sink: CsvSink | None = None
-        _sinks.add(self)
+        flush_at_exit(self)
 
     def __repr__(self) -> str:
         return f"CsvSink({self.path!r})"
@@ -213,20 +206,20 @@ class CsvSink:
                 return
         self._append((record,))
 
-    def write_values(self, values: RecordValues) -> bool:
-        """The decorator's fast path: append the row of a record not built yet; False if not written.
+    def write_fields(self, fields: RecordValues) -> bool:
+        """Append the row of a record not built yet; False if not written (the optional sink capability).
 
-        ``values`` are :func:`~tokenlog.record.trusted_record`'s arguments. Only for a sink whose
-        file has the five mandatory columns; anything else (or a file that needs a look) returns
-        False having written nothing, and the caller builds the record and calls :meth:`write`.
+        ``fields`` are a :class:`~tokenlog.UsageRecord`'s field values in order. Only for a file
+        with the five mandatory columns; anything else (or a file that needs a look) returns
+        False having written nothing, and tokenlog builds the record and calls :meth:`write`.
         Saves building a record per row (0.5 us) when nothing else wants it.
         """
         if not self._plain:
             return False
         file = self._file
         generation = file.generation
-        data = _row_of(values[0], values[1], values[2], values[3], values[4], self._newline_bytes)
-        return data is not None and file.append_known(data, generation, values)
+        data = _row_of(fields[0], fields[1], fields[2], fields[3], fields[4], self._newline_bytes)
+        return data is not None and file.append_known(data, generation, fields)
 
     def write_many(self, records: Iterable[UsageRecord]) -> None:
         """Append rows in order, all in one locked write."""
@@ -248,13 +241,16 @@ class CsvSink:
 
         Nothing is buffered: a row is in the file when :meth:`write` returns. But the fast path checks
         only every 50 ms that the file was not deleted meanwhile (see :class:`CsvSink`); this checks now.
-        ``tokenlog.flush()`` and the end of the program call it for every ``CsvSink``.
+        ``tokenlog.flush()`` and the end of the program call it for every sink tokenlog writes to.
         """
         if self._file.unchecked():
             self._append(())
 
-    def take_rescued(self) -> list[UsageRecord]:
-        """Rows that went to a file deleted since and could not be written again yet (for the exit fallback)."""
+    def take_unwritten(self) -> list[UsageRecord]:
+        """Rows that went to a file deleted since and could not be written again yet; they are the caller's now.
+
+        An optional sink capability: at exit, after :meth:`flush`, tokenlog saves them to its fallback file.
+        """
         return [_as_record(item) for item in self._file.take_orphans()]
 
     def close(self) -> None:
@@ -372,49 +368,8 @@ class CsvSink:
         return self._side_sink
 
 
-_sinks: weakref.WeakSet[CsvSink] = weakref.WeakSet()
-
-
-def csv_sinks() -> list[CsvSink]:
-    """Every CsvSink that exists (``tokenlog.flush()`` and the end of the program check their files)."""
-    return list(_sinks)
-
-
-@atexit.register
-def _check_at_exit() -> None:
-    """Rows that went to a file deleted within the last check interval are written again before exit.
-
-    Registered when this module is first imported, so it runs after tokenlog's other exit work
-    (which may still write rows).
-    """
-    for sink in csv_sinks():
-        try:
-            sink.flush()
-        except Exception as exc:
-            log.error("tokenlog: checking %s at exit failed: %s", sink.path, exc)
-        rows = sink.take_rescued()
-        if rows:
-            write_fallback(rows, repr(sink))
-
-
-def write_fallback(rows: list[UsageRecord], targets: str) -> None:
-    """At exit, rows that still could not be written go to a file in the temp directory."""
-    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
-    path = f"tokenlog-unwritten-{os.getpid()}-{stamp}.csv"
-    try:
-        path = os.path.join(tempfile.gettempdir(), path)  # raises if no temp dir takes a file (a full disk)
-        CsvSink(path, extra_fields=EXTRA_COLUMNS).write_many(rows)
-        where = f"they are in {path}"
-    except Exception as exc:
-        sys.stderr.writelines(format_row(record) for record in rows)
-        where = f"writing them to {path} failed too ({exc}), so they were printed to stderr"
-    message = f"tokenlog: {len(rows)} rows could not be written to {targets} before exit; {where}"
-    warnings.warn(message, TokenlogWarning, stacklevel=1)
-    log.error("%s", message)
-
-
 def _as_record(item: object) -> UsageRecord:
-    """An item this sink appended: a record, or the values of one (:meth:`CsvSink.write_values`)."""
+    """An item this sink appended: a record, or the fields of one (:meth:`CsvSink.write_fields`)."""
     return item if isinstance(item, UsageRecord) else trusted_record(*item)  # type: ignore[misc]
 
 
@@ -423,4 +378,4 @@ def _known_and_unique(columns: tuple[str, ...]) -> bool:
 
 
 def _warn(message: str) -> None:
-    warnings.warn(message, TokenlogWarning, stacklevel=5)
+    warn(message)

@@ -1,6 +1,7 @@
 """Helpers for testing code that uses tokenlog, without a network.
 
-:func:`capture_usage` collects the records your code makes, for your own tests.
+:func:`capture_usage` collects the records your code makes, for your own tests; :func:`reset` puts
+tokenlog's process-wide state back as it was at import, for a fixture between tests.
 :mod:`tokenlog.testing.server` holds a Mistral-compatible HTTP server that listens on 127.0.0.1 and answers
 chat, FIM, embeddings, agents, completions, responses and conversations requests with deterministic token counts.
 Importing this package imports nothing beyond tokenlog and the standard library.
@@ -11,10 +12,37 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 
-from .. import route
+from .. import config, route
+from ..identity import recorded
+from ..instrumentation import uninstrument
 from ..record import UsageRecord
 
-__all__ = ["capture_usage"]
+__all__ = ["capture_usage", "reset"]
+
+
+def reset() -> None:
+    """Put tokenlog's process-wide state back as it is at import: run it between tests.
+
+    The configuration comes again from the environment (``configure()``), SDK methods are
+    unpatched (``uninstrument()``), open :func:`capture_usage` blocks stop capturing, and the
+    memory of responses already recorded is cleared (a response object made again in the next
+    test is recorded again). Sinks and their files are left alone.
+
+    A pytest fixture that does it around every test::
+
+        import pytest
+        import tokenlog.testing
+
+        @pytest.fixture(autouse=True)
+        def _tokenlog_reset():
+            tokenlog.testing.reset()
+            yield
+            tokenlog.testing.reset()
+    """
+    config.configure()
+    uninstrument()
+    route.stop_capture()
+    recorded.clear()
 
 
 @contextlib.contextmanager

@@ -6,14 +6,11 @@ import threading
 import time
 import weakref
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
 
 from .._fork import reset_after_fork
 from ..record import UsageRecord
-from .base import Sink
-
-if TYPE_CHECKING:
-    from ..route import GuardedSink
+from ..sinks.base import Sink
+from .guard import GuardedSink, guard
 
 __all__ = ["BufferedSink", "flush_buffers"]
 
@@ -58,8 +55,6 @@ class BufferedSink:
             raise ValueError(f"BufferedSink max_rows is {max_rows!r}, expected a positive integer")
         if not max_seconds > 0:
             raise ValueError(f"BufferedSink max_seconds is {max_seconds!r}, expected a positive number of seconds")
-        from ..route import guard
-
         self.sink = sink
         self.max_rows = max_rows
         self.max_seconds = float(max_seconds)
