@@ -15,6 +15,8 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from ._version import __version__
+
 if TYPE_CHECKING:
     from .config import configure
     from .delivery.buffered import BufferedSink
@@ -96,8 +98,6 @@ __all__ = [
     "uninstrument",
     "usage_session",
 ]
-
-__version__ = "0.1.0"
 
 
 def __getattr__(name: str) -> Any:

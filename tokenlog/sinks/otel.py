@@ -80,7 +80,7 @@ class OpenTelemetrySink:
             from opentelemetry import metrics
         except ImportError as exc:  # pragma: no cover - the test extra installs it
             raise ImportError("OpenTelemetrySink needs the OpenTelemetry API: pip install 'tokenlog[otel]'") from exc
-        from .. import __version__
+        from .._version import __version__
 
         meter = metrics.get_meter("tokenlog", __version__, meter_provider)
         self._histogram = meter.create_histogram(
