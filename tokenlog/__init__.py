@@ -15,31 +15,34 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from ._version import __version__
+from ._version import __version__ as __version__
 
-if TYPE_CHECKING:
-    from .config import configure
-    from .delivery.buffered import BufferedSink
-    from .delivery.guard import SinkStatus, sink_status
-    from .delivery.lifecycle import flush
-    from .errors import SinkError, TokenlogWarning
-    from .extract import extract_usage
-    from .instrumentation import instrument, is_instrumented, uninstrument
-    from .record import UsageRecord
-    from .session import UsageSession, UsageTotals, usage_session
-    from .sinks import (
-        BatchSink,
-        CallbackSink,
-        CsvSink,
-        JsonlSink,
-        LoggingSink,
-        MemorySink,
-        OpenTelemetrySink,
-        Sink,
-        SqliteSink,
-    )
-    from .track import track_usage
-
+if TYPE_CHECKING:  # `X as X`: re-exported names, for type checkers
+    from .config import configure as configure
+    from .delivery.buffered import BufferedSink as BufferedSink
+    from .delivery.guard import SinkStatus as SinkStatus
+    from .delivery.guard import sink_status as sink_status
+    from .delivery.lifecycle import flush as flush
+    from .errors import SinkError as SinkError
+    from .errors import TokenlogWarning as TokenlogWarning
+    from .extract import extract_usage as extract_usage
+    from .instrumentation import instrument as instrument
+    from .instrumentation import is_instrumented as is_instrumented
+    from .instrumentation import uninstrument as uninstrument
+    from .record import UsageRecord as UsageRecord
+    from .session import UsageSession as UsageSession
+    from .session import UsageTotals as UsageTotals
+    from .session import usage_session as usage_session
+    from .sinks import BatchSink as BatchSink
+    from .sinks import CallbackSink as CallbackSink
+    from .sinks import CsvSink as CsvSink
+    from .sinks import JsonlSink as JsonlSink
+    from .sinks import LoggingSink as LoggingSink
+    from .sinks import MemorySink as MemorySink
+    from .sinks import OpenTelemetrySink as OpenTelemetrySink
+    from .sinks import Sink as Sink
+    from .sinks import SqliteSink as SqliteSink
+    from .track import track_usage as track_usage
 
 _EXPORTS: dict[str, str] = {
     "BatchSink": ".sinks",
@@ -70,34 +73,7 @@ _EXPORTS: dict[str, str] = {
 }
 """Each public name and the module that defines it."""
 
-__all__ = [
-    "BatchSink",
-    "BufferedSink",
-    "CallbackSink",
-    "CsvSink",
-    "JsonlSink",
-    "LoggingSink",
-    "MemorySink",
-    "OpenTelemetrySink",
-    "Sink",
-    "SinkError",
-    "SinkStatus",
-    "SqliteSink",
-    "TokenlogWarning",
-    "UsageRecord",
-    "UsageSession",
-    "UsageTotals",
-    "__version__",
-    "configure",
-    "extract_usage",
-    "flush",
-    "instrument",
-    "is_instrumented",
-    "sink_status",
-    "track_usage",
-    "uninstrument",
-    "usage_session",
-]
+__all__ = sorted([*_EXPORTS, "__version__"])
 
 
 def __getattr__(name: str) -> Any:

@@ -9,9 +9,10 @@ need only the standard library; the mistralai SDK and the local server are impor
 from __future__ import annotations
 
 import argparse
+import inspect
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import NoReturn
 
 from ._version import __version__
@@ -49,15 +50,25 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _command(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser], run: Callable[[argparse.Namespace], int]
+) -> argparse.ArgumentParser:
+    """The subcommand named after ``run`` (``_report``: ``report``), which runs it.
+
+    Its one-line help is the first line of ``run``'s docstring (without the full stop), its description the rest.
+    """
+    summary, _, details = inspect.cleandoc(run.__doc__ or "").partition("\n\n")
+    parser = commands.add_parser(
+        run.__name__.lstrip("_"), help=summary.rstrip("."), description=" ".join(details.split())
+    )
+    parser.set_defaults(run=run, parser=parser)
+    return parser
+
+
 def _add_report(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     from .logs.report import DIMENSIONS, FORMATS
 
-    report = commands.add_parser(
-        "report",
-        help="calls, tokens and estimated cost in usage logs, grouped by model, day, hour, session or function",
-        description="Total the calls, prompt, completion and total tokens and the estimated cost in usage logs "
-        "(CSV, JSONL or SQLite), grouped and filtered. Reads each file once, row by row.",
-    )
+    report = _command(commands, _report)
     report.add_argument(
         "files", nargs="*", metavar="FILE", help=f"usage logs to read (default: $TOKENLOG_FILE or ./{DEFAULT_LOG})"
     )
@@ -80,7 +91,6 @@ def _add_report(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         default=[],
         help="a TOML file of prices that overrides or extends the built-in table (also $TOKENLOG_PRICES)",
     )
-    report.set_defaults(run=_report, parser=report)
 
 
 def _usage_error(args: argparse.Namespace, message: str) -> NoReturn:
@@ -95,6 +105,11 @@ def _split(values: Sequence[str] | None) -> list[str]:
 
 
 def _report(args: argparse.Namespace) -> int:
+    """calls, tokens and estimated cost in usage logs, grouped by model, day, hour, session or function.
+
+    Total the calls, prompt, completion and total tokens and the estimated cost in usage logs (CSV, JSONL or
+    SQLite), grouped and filtered. Reads each file once, row by row.
+    """
     from .logs.report import DIMENSIONS, build_report, render
     from .pricing import load_prices
 
@@ -142,22 +157,21 @@ def _color(stream: object) -> bool:
 
 
 def _add_validate(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    validate = commands.add_parser(
-        "validate",
-        help="check usage logs against the mandatory CSV format before you submit them",
-        description="Check that each FILE is in the mandatory format: UTF-8 without a byte order mark, the header "
-        "TimestampUTC,Model,PromptTokens,CompletionTokens,TotalTokens first and once, ISO 8601 UTC timestamps, "
-        "non-negative integer counts with TotalTokens = PromptTokens + CompletionTokens, no blank or partial "
-        "lines. Prints every problem as FILE:LINE: message, then a verdict. Exit status 1 if any file is invalid.",
-    )
+    validate = _command(commands, _validate)
     validate.add_argument("files", nargs="+", metavar="FILE", help="the CSV logs to check")
     validate.add_argument(
         "--max-errors", type=int, default=0, metavar="N", help="print at most N problems a file (default: all)"
     )
-    validate.set_defaults(run=_validate, parser=validate)
 
 
 def _validate(args: argparse.Namespace) -> int:
+    """check usage logs against the mandatory CSV format before you submit them.
+
+    Check that each FILE is in the mandatory format: UTF-8 without a byte order mark, the header
+    TimestampUTC,Model,PromptTokens,CompletionTokens,TotalTokens first and once, ISO 8601 UTC timestamps, non-
+    negative integer counts with TotalTokens = PromptTokens + CompletionTokens, no blank or partial lines.
+    Prints every problem as FILE:LINE: message, then a verdict. Exit status 1 if any file is invalid.
+    """
     from .logs.validate import LogCheck
 
     if args.max_errors < 0:
@@ -189,16 +203,7 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _add_repair(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    repair = commands.add_parser(
-        "repair",
-        help="move the broken lines of CSV logs (cut short by a killed writer, ...) to a side file",
-        description="Move every line of FILE that `tokenlog validate` reports an error for (a line cut short by a "
-        "killed writer, a wrong number of fields, bad counts, a NUL byte, a repeated header, a blank line) to "
-        "<name>.broken.csv beside it, verbatim, each after a line that says where it was and why. The header and "
-        "the valid rows stay, in order, byte for byte. Safe while programs write to FILE: it holds the same lock "
-        "as they do, and replaces FILE in one step. Exit status 0 if nothing was broken (FILE is untouched), 1 if "
-        "lines were moved, 2 if a FILE cannot be repaired.",
-    )
+    repair = _command(commands, _repair)
     repair.add_argument("files", nargs="+", metavar="FILE", help="the CSV logs to repair")
     repair.add_argument(
         "--lock-timeout",
@@ -207,10 +212,18 @@ def _add_repair(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         metavar="SECONDS",
         help="how long to wait for writers to let go of the file's lock (default: 10)",
     )
-    repair.set_defaults(run=_repair, parser=repair)
 
 
 def _repair(args: argparse.Namespace) -> int:
+    """move the broken lines of CSV logs (cut short by a killed writer, ...) to a side file.
+
+    Move every line of FILE that `tokenlog validate` reports an error for (a line cut short by a killed writer,
+    a wrong number of fields, bad counts, a NUL byte, a repeated header, a blank line) to <name>.broken.csv
+    beside it, verbatim, each after a line that says where it was and why. The header and the valid rows stay,
+    in order, byte for byte. Safe while programs write to FILE: it holds the same lock as they do, and replaces
+    FILE in one step. Exit status 0 if nothing was broken (FILE is untouched), 1 if lines were moved, 2 if a
+    FILE cannot be repaired.
+    """
     from .logs.repair import RepairError, repair_log
 
     if not args.lock_timeout >= 0:
@@ -238,23 +251,22 @@ def _repair(args: argparse.Namespace) -> int:
 
 
 def _add_merge(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    merge = commands.add_parser(
-        "merge",
-        help="combine logs from several machines or runs into one valid CSV log",
-        description="Combine usage logs (CSV, JSONL or SQLite) into one CSV log in the mandatory format: sorted "
-        "by time, one header, exact duplicate rows removed, timestamps in UTC. OUT is replaced only with --force, "
-        "and only once the whole result is written.",
-    )
+    merge = _command(commands, _merge)
     merge.add_argument("files", nargs="+", metavar="FILE", help="the logs to merge")
     merge.add_argument("-o", "--output", required=True, metavar="OUT", help="the CSV file to write")
     merge.add_argument("--force", action="store_true", help="replace OUT if it exists")
     merge.add_argument(
         "--skip-invalid", action="store_true", help="leave out rows that are not valid (default: write nothing)"
     )
-    merge.set_defaults(run=_merge, parser=merge)
 
 
 def _merge(args: argparse.Namespace) -> int:
+    """combine logs from several machines or runs into one valid CSV log.
+
+    Combine usage logs (CSV, JSONL or SQLite) into one CSV log in the mandatory format: sorted by time, one
+    header, exact duplicate rows removed, timestamps in UTC. OUT is replaced only with --force, and only once
+    the whole result is written.
+    """
     from .logs.merge import merge_logs
 
     _check_readable(args.files)
@@ -297,14 +309,7 @@ def _check_readable(paths: Sequence[str]) -> None:
 
 
 def _add_demo(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    demo = commands.add_parser(
-        "demo",
-        help="make real mistralai SDK calls against a local server, write the usage log, report it (offline)",
-        description="Start a Mistral-compatible server on 127.0.0.1, call it with the mistralai SDK through "
-        "@track_usage and usage_session() (sync, async, FIM, embeddings, and worker processes sharing the log), "
-        "write the usage log, and print its report. No API key, no network. With --live, make the same calls to "
-        "the real Mistral API with $MISTRAL_API_KEY instead.",
-    )
+    demo = _command(commands, _demo)
     demo.add_argument(
         "-o",
         "--output",
@@ -317,10 +322,16 @@ def _add_demo(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     demo.add_argument(
         "--live", action="store_true", help="call api.mistral.ai with $MISTRAL_API_KEY (a few cheap, real calls)"
     )
-    demo.set_defaults(run=_demo, parser=demo)
 
 
 def _demo(args: argparse.Namespace) -> int:
+    """make real mistralai SDK calls against a local server, write the usage log, report it (offline).
+
+    Start a Mistral-compatible server on 127.0.0.1, call it with the mistralai SDK through @track_usage and
+    usage_session() (sync, async, FIM, embeddings, and worker processes sharing the log), write the usage log,
+    and print its report. No API key, no network. With --live, make the same calls to the real Mistral API with
+    $MISTRAL_API_KEY instead.
+    """
     from .demo import run_demo, run_live_demo
     from .logs.report import build_report, render
 

@@ -9,7 +9,10 @@ import os
 import types
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import ParamSpec, TypeVar
+from typing import TYPE_CHECKING, ParamSpec, TypedDict, TypeVar
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 from . import config, route
 from ._fork import fork_safe_lock
@@ -39,6 +42,20 @@ class UsageTotals:
         self.prompt_tokens += prompt
         self.completion_tokens += completion
         self.total_tokens += total
+
+
+class _Total:
+    """A read-only view of one of a session's running totals (``session.calls`` reads ``session._totals.calls``)."""
+
+    def __init__(self, doc: str) -> None:
+        self.__doc__ = doc
+        self._name = ""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self._name = name
+
+    def __get__(self, session: UsageSession | None, owner: type | None = None) -> int:
+        return getattr(session._totals, self._name) if session is not None else 0
 
 
 class UsageSession:
@@ -80,25 +97,10 @@ class UsageSession:
 
     # -- totals --------------------------------------------------------------------------
 
-    @property
-    def calls(self) -> int:
-        """Recorded calls (responses with usage)."""
-        return self._totals.calls
-
-    @property
-    def prompt_tokens(self) -> int:
-        """Prompt (input) tokens of all recorded calls."""
-        return self._totals.prompt_tokens
-
-    @property
-    def completion_tokens(self) -> int:
-        """Completion (output) tokens of all recorded calls."""
-        return self._totals.completion_tokens
-
-    @property
-    def total_tokens(self) -> int:
-        """Total tokens of all recorded calls, as the responses reported them."""
-        return self._totals.total_tokens
+    calls = _Total("Recorded calls (responses with usage).")
+    prompt_tokens = _Total("Prompt (input) tokens of all recorded calls.")
+    completion_tokens = _Total("Completion (output) tokens of all recorded calls.")
+    total_tokens = _Total("Total tokens of all recorded calls, as the responses reported them.")
 
     @property
     def by_model(self) -> dict[str, UsageTotals]:
@@ -219,18 +221,21 @@ class UsageSession:
             sink.close()
 
 
-def usage_session(
-    name: str | None = None,
-    *,
-    sinks: Iterable[Sink | str | os.PathLike[str]] | None = None,
-    tags: Mapping[str, str] | None = None,
-    instrument: bool = True,
-    keep_records: bool = True,
-) -> UsageSession:
+class SessionOptions(TypedDict, total=False):
+    """The keyword arguments of :func:`usage_session`, as :class:`UsageSession` takes them."""
+
+    sinks: Iterable[Sink | str | os.PathLike[str]] | None
+    tags: Mapping[str, str] | None
+    instrument: bool
+    keep_records: bool
+
+
+def usage_session(name: str | None = None, **options: Unpack[SessionOptions]) -> UsageSession:
     """Scope a block: every record made inside it joins this session (and the enclosing ones).
 
     Works with ``with`` and ``async with``. asyncio tasks started inside the block belong to it;
     other threads do not, unless you :meth:`~UsageSession.bind` the function you hand them.
+    ``sinks``, ``tags``, ``instrument`` and ``keep_records`` are keywords (see :class:`SessionOptions`).
     With ``sinks=[...]`` the block's rows go to those sinks instead of the defaults (a path or
     ``scheme://`` string names one, see :func:`~tokenlog.sinks.resolve_sink`); when the block
     ends, the sinks its rows went to write what they hold back. ``tags`` are added to every
@@ -250,4 +255,4 @@ def usage_session(
     >>> s.by_model["mistral-large"].total_tokens
     13
     """
-    return UsageSession(name, sinks=sinks, tags=tags, instrument=instrument, keep_records=keep_records)
+    return UsageSession(name, **options)

@@ -116,9 +116,13 @@ class StreamProxy(wrapt.BaseObjectProxy[Any]):
         self._self_finalizer.detach()
         self._self_state.finish()
 
-    def _self_failed(self) -> None:
+    def _self_stopped(self, exc: BaseException) -> None:
+        """Iteration raised ``exc``: the stream's end, or its failure (then nothing more is recorded)."""
         self._self_finalizer.detach()
-        self._self_state.fail()
+        if isinstance(exc, (StopIteration, StopAsyncIteration)):
+            self._self_state.finish()
+        else:
+            self._self_state.fail()
 
     def __reduce_ex__(self, protocol: Any) -> Any:  # pragma: no cover - streams cannot be pickled anyway
         return self.__wrapped__.__reduce_ex__(protocol)
@@ -139,11 +143,8 @@ class _SyncStream(StreamProxy):
     def _self_step(self, advance: Callable[..., Any], *args: Any) -> Any:
         try:
             chunk = advance(*args)
-        except StopIteration:
-            self._self_end()
-            raise
-        except BaseException:
-            self._self_failed()
+        except BaseException as exc:
+            self._self_stopped(exc)
             raise
         self._self_state.see(chunk)
         return chunk
@@ -187,11 +188,8 @@ class _AsyncStream(StreamProxy):
     async def _self_step(self, advance: Awaitable[Any]) -> Any:
         try:
             chunk = await advance
-        except StopAsyncIteration:
-            self._self_end()
-            raise
-        except BaseException:
-            self._self_failed()
+        except BaseException as exc:
+            self._self_stopped(exc)
             raise
         self._self_state.see(chunk)
         return chunk

@@ -519,13 +519,15 @@ def _chat_like(body: JSON) -> tuple[str, int]:
     return reply_text(prompt), count_tokens(_joined([prompt, suffix if isinstance(suffix, str) else ""]))
 
 
+def _head(body: JSON, context: _Context, kind: str) -> JSON:
+    """The fields every completion and chunk starts with: a new id, its object kind, the time and the model."""
+    return {"id": context.new_id("cmpl-"), "object": kind, "created": context.created, "model": _model(body)}
+
+
 def _chat_complete(body: JSON, context: _Context) -> JSON:
     reply, prompt_tokens = _chat_like(body)
     payload: JSON = {
-        "id": context.new_id("cmpl-"),
-        "object": "chat.completion",
-        "created": context.created,
-        "model": _model(body),
+        **_head(body, context, "chat.completion"),
         "choices": [
             {
                 "index": 0,
@@ -541,10 +543,7 @@ def _chat_complete(body: JSON, context: _Context) -> JSON:
 def _chat_stream(body: JSON, context: _Context) -> list[bytes]:
     reply, prompt_tokens = _chat_like(body)
     base: JSON = {
-        "id": context.new_id("cmpl-"),
-        "object": "chat.completion.chunk",
-        "created": context.created,
-        "model": _model(body),
+        **_head(body, context, "chat.completion.chunk"),
     }
     deltas: list[tuple[JSON, str | None]] = [({"role": "assistant", "content": ""}, None)]
     pieces = _pieces(reply)
@@ -578,10 +577,7 @@ def _completion(body: JSON, context: _Context) -> JSON:
     prompt = _prompt_text(body.get("prompt"))
     reply = reply_text(prompt)
     payload: JSON = {
-        "id": context.new_id("cmpl-"),
-        "object": "text_completion",
-        "created": context.created,
-        "model": _model(body),
+        **_head(body, context, "text_completion"),
         "choices": [{"index": 0, "text": reply, "finish_reason": "stop", "logprobs": None}],
     }
     return context.put_usage(payload, _usage(count_tokens(prompt), count_tokens(reply)))
@@ -592,10 +588,7 @@ def _completion_stream(body: JSON, context: _Context) -> list[bytes]:
     reply = reply_text(prompt)
     pieces = _pieces(reply)
     base: JSON = {
-        "id": context.new_id("cmpl-"),
-        "object": "text_completion",
-        "created": context.created,
-        "model": _model(body),
+        **_head(body, context, "text_completion"),
     }
     chunks = [
         {
