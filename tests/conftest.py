@@ -1,5 +1,8 @@
 """Every test starts in its own empty directory with tokenlog's defaults and no TOKENLOG_* variables.
 
+Between tests ``tokenlog.testing.reset()`` restores the configuration, uninstruments the SDKs, stops captures,
+forgets which responses were recorded and drops what failing sinks held.
+
 The ``server`` fixture is a local Mistral-compatible HTTP server shared by the SDK tests. Tests marked
 ``slow`` (the stress run) are skipped unless selected with ``-m``: ``python -m pytest -m slow``.
 """
@@ -14,6 +17,7 @@ import openai
 import pytest
 
 import tokenlog
+import tokenlog.testing
 from tests.sdk import Mistral
 from tokenlog.testing.server import MistralCompatibleServer
 
@@ -33,9 +37,9 @@ def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]
         if name.startswith("TOKENLOG_"):
             monkeypatch.delenv(name)
     monkeypatch.chdir(tmp_path)
-    tokenlog.configure()
+    tokenlog.testing.reset()
     yield
-    tokenlog.configure()
+    tokenlog.testing.reset()
 
 
 @pytest.fixture(scope="session")

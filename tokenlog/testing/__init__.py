@@ -13,6 +13,7 @@ import contextlib
 from collections.abc import Iterator
 
 from .. import config, route
+from ..delivery.guard import failing
 from ..identity import recorded
 from ..instrumentation import uninstrument
 from ..record import UsageRecord
@@ -24,9 +25,11 @@ def reset() -> None:
     """Put tokenlog's process-wide state back as it is at import: run it between tests.
 
     The configuration comes again from the environment (``configure()``), SDK methods are
-    unpatched (``uninstrument()``), open :func:`capture_usage` blocks stop capturing, and the
+    unpatched (``uninstrument()``), open :func:`capture_usage` blocks stop capturing, the
     memory of responses already recorded is cleared (a response object made again in the next
-    test is recorded again). Sinks and their files are left alone.
+    test is recorded again), and rows that failing sinks were holding for a retry are dropped (a
+    test's broken sink does not keep retrying in the next tests, nor fill a fallback file at
+    exit). Sinks and their files are left alone.
 
     A pytest fixture that does it around every test::
 
@@ -43,6 +46,8 @@ def reset() -> None:
     uninstrument()
     route.stop_capture()
     recorded.clear()
+    for guarded in failing():
+        guarded.take_pending()
 
 
 @contextlib.contextmanager
