@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import sqlite3
@@ -176,3 +177,77 @@ def test_importing_tokenlog_loads_neither_opentelemetry_nor_sqlite3() -> None:
     code = "import sys, tokenlog; print(sorted(m for m in ('opentelemetry', 'sqlite3') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+class _FieldsSink:
+    """A user's sink with the optional write_fields capability: it stores the tuples it is given."""
+
+    def __init__(self) -> None:
+        self.fields: list[tuple[object, ...]] = []
+        self.records: list[UsageRecord] = []
+
+    def write(self, record: UsageRecord) -> None:
+        self.records.append(record)
+
+    def write_fields(self, fields: tuple[object, ...]) -> bool:
+        if fields[1] == "refused-model":
+            return False  # this entry does not take it: tokenlog builds the record and calls write()
+        self.fields.append(fields)
+        return True
+
+    def flush(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def test_a_user_sink_with_write_fields_gets_the_fields_of_each_row_and_no_record() -> None:
+    sink = _FieldsSink()
+
+    @track_usage(sinks=[sink], tags={"feature": "a"})
+    def ask(prompt: int) -> dict[str, object]:
+        return chat_response(prompt, 2)
+
+    ask(3)
+    assert sink.records == []
+    ((timestamp, model, prompt, completion, total, session, function, latency, request_id, tags),) = sink.fields
+    assert (model, prompt, completion, total, session, request_id) == ("mistral-small-latest", 3, 2, 5, None, "cmpl-1")
+    assert timestamp.tzinfo is timezone.utc
+    assert latency >= 0
+    assert dict(tags) == {"feature": "a"}
+    assert function.endswith("ask")
+    # The fields are exactly those of the record the dataclass would build from them.
+    assert UsageRecord(*sink.fields[0]).total_tokens == 5
+
+
+def test_a_user_sink_gets_a_record_when_its_write_fields_declines_or_a_session_keeps_records() -> None:
+    sink = _FieldsSink()
+
+    @track_usage(sinks=[sink])
+    def ask(model: str) -> dict[str, object]:
+        return chat_response(1, 1, model=model)
+
+    ask("refused-model")
+    assert [r.model for r in sink.records] == ["refused-model"]
+    with usage_session("keeps"):
+        ask("mistral-small-latest")  # the session keeps its records: one is built, and the sink gets it
+    with usage_session("totals", keep_records=False) as totals:
+        ask("mistral-large-latest")  # a totals-only session needs no record: the sink gets fields
+    assert [r.model for r in sink.records] == ["refused-model", "mistral-small-latest"]
+    assert [f[1] for f in sink.fields] == ["mistral-large-latest"]
+    assert (totals.calls, totals.total_tokens, totals.records) == (1, 2, [])
+
+
+def test_a_csv_sink_subclass_that_overrides_write_gets_records(tmp_path: Path) -> None:
+    class Upper(tokenlog.CsvSink):
+        def write(self, record: UsageRecord) -> None:
+            super().write(dataclasses.replace(record, model=record.model.upper()))
+
+    path = tmp_path / "usage.csv"
+
+    @track_usage(sinks=[Upper(path)])
+    def ask() -> dict[str, object]:
+        return chat_response(1, 1)
+
+    ask()
+    ask()
+    assert [row["Model"] for row in read_rows(path)] == ["MISTRAL-SMALL-LATEST"] * 2
