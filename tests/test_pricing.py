@@ -45,10 +45,8 @@ def test_the_price_table_ships_in_the_package_with_its_date_and_source() -> None
 )
 def test_every_current_family_has_an_input_and_an_output_price(family: str) -> None:
     price = builtin_prices().models[family]
-    assert price.input is not None
+    assert price.input is not None  # (a negative price cannot get this far: the loader refuses it)
     assert price.output is not None
-    assert price.input >= 0
-    assert price.output >= 0
 
 
 @pytest.mark.parametrize(
