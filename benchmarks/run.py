@@ -17,7 +17,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from benchmarks import bench_csv, bench_import, bench_overhead, bench_processes, bench_report
+from benchmarks import bench_csv, bench_import, bench_overhead, bench_paths, bench_processes, bench_report
 from benchmarks.common import Result, machine, table
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
@@ -105,6 +105,67 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{'reached' if sink <= 1.5 * limit else 'not reached'}).",
         f"- The whole path (decorator + extraction + CsvSink) is {helper_whole / whole:.2f}x faster than reading usage "
         f"by hand and calling the helper (target >= 3x: {_verdict(helper_whole >= 3 * whole)}).",
+        "",
+    ]
+
+    paths = bench_paths.run(calls // 2, repeats)
+    to_csv = paths["SDK object -> @track_usage -> CsvSink"].median
+    to_fields = paths["SDK object -> @track_usage -> user sink with write_fields (no-op)"].median
+    to_records = paths["SDK object -> @track_usage -> user sink with write(record) (no-op)"].median
+    dict_csv = paths["dict -> @track_usage -> CsvSink"].median
+    sdk_helper = paths["SDK object -> read by hand -> helper"].median
+    dict_helper = paths["dict -> read by hand -> helper"].median
+    out += [
+        "## One path, one speed: every sink, SDK objects and dicts",
+        "",
+        "The decorator's whole path (reading the response, the record or its fields, the sink), one call timed at a",
+        "time, each with a response built just before it: a mistralai `ChatCompletionResponse`, or the `dict` that",
+        "`requests`/`httpx` give (`response.json()`). Ratios against the path to a CsvSink.",
+        "",
+        table(["candidate", "median us", "min", "max", "ratio"], _rows(paths, "SDK object -> @track_usage -> CsvSink")),
+        "",
+        f"- To a user's sink that offers `write_fields`: {to_fields / to_csv:.2f}x the path to CsvSink "
+        f"(target within 1.10x: {_verdict(to_fields <= 1.10 * to_csv)}).",
+        f"- To a user's plain `write(record)` sink that does nothing: {to_records / to_csv:.2f}x the path to CsvSink "
+        f"(target: clearly cheaper, it does no I/O: {_verdict(to_records < 0.9 * to_csv)}).",
+        f"- SDK objects: {sdk_helper / to_csv:.2f}x faster than reading usage by hand and calling the helper; dicts: "
+        f"{dict_helper / dict_csv:.2f}x (target >= 3x for both: "
+        f"{_verdict(sdk_helper >= 3 * to_csv and dict_helper >= 3 * dict_csv)}).",
+        "",
+    ]
+
+    session_calls = (10_000, 100_000) if quick else (100_000, 1_000_000)
+    memory = {
+        (keep, count): json.loads(
+            subprocess.run(
+                [sys.executable, "-m", "benchmarks.bench_session", "--calls", str(count), "--keep-records", str(keep)],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
+        )
+        for keep in (0, 1)
+        for count in session_calls
+    }
+    few, many = session_calls
+    flat = memory[0, many]["peak_mb"] / memory[0, few]["peak_mb"]
+    out += [
+        "## A session around a service: memory over many calls",
+        "",
+        "One process per row: a decorated function returning a new JSON dict each call, inside one",
+        "`usage_session`, rows going nowhere (`sinks=[]`), so the session's own memory is what grows or not.",
+        "",
+        table(
+            ["session", "calls", "peak RSS MB", "us per call"],
+            [
+                [f"keep_records={bool(keep)}", f"{count:,}", m["peak_mb"], m["us_per_call"]]
+                for (keep, count), m in memory.items()
+            ],
+        ),
+        "",
+        f"- `usage_session(keep_records=False)`: peak memory over {many:,} calls is {flat:.2f}x that over {few:,} "
+        f"(target flat, <= 1.10x: {_verdict(flat <= 1.10)}); keeping every record grows "
+        f"{memory[1, many]['peak_mb'] / memory[1, few]['peak_mb']:.1f}x.",
         "",
     ]
 

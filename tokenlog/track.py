@@ -57,18 +57,18 @@ class Tracker:
         return Call(self) if config.settings.enabled else None
 
     def record_chunk(self, chunk: object, started: float, model: str | None, scopes: OpenScopes) -> bool:
-        """Record a stream chunk that carries usage; True if a record was made."""
-        return self.record(chunk, started, model, scopes) is not None
-
-    def record(self, result: object, started: float, model: object, scopes: OpenScopes | None) -> object:
-        """Record ``result`` in this tracker's name; ``None`` if it had no usage. Never raises, but in strict mode."""
+        """Record a stream chunk that carries usage; True if a record was made. Never raises, but in strict mode."""
         try:
-            return route.record(result, self.function, started, model, self.tags, self.destination, scopes)
+            return route.record(chunk, self.function, started, model, self.tags, self.destination, scopes) is not None
         except SinkError:
             raise  # strict mode: the user asked for it
         except Exception as exc:  # a bug of ours must never break the user's call
-            warn(f"tokenlog failed to record a call of {self.function}: {exc!r}")
-            return None
+            self.failed(exc)
+            return False
+
+    def failed(self, exc: Exception) -> None:
+        """Recording failed in tokenlog itself: say so, at the user's line; the call goes on."""
+        warn(f"tokenlog failed to record a call of {self.function}: {exc!r}")
 
     def missing_usage(self, result: object, scopes: OpenScopes) -> None:
         """A call ended with no usage to record: count it, and say so once per function."""
@@ -112,7 +112,17 @@ class Call:
         kind = _result_kinds.get(type(result)) or _result_kind(type(result))
         tracker = self.tracker
         if kind is _RESPONSE:
-            if tracker.record(result, self.started, tracker.model or kwargs.get("model"), None) is not None:
+            try:
+                made = route.record(
+                    result, tracker.function, self.started, tracker.model or kwargs.get("model"), tracker.tags,
+                    tracker.destination, None,
+                )  # fmt: skip
+            except SinkError:
+                raise  # strict mode: the user asked for it
+            except Exception as exc:  # a bug of ours must never break the user's call
+                tracker.failed(exc)
+                return result
+            if made is not None:
                 self._recorded()
             elif not self.recorded:
                 tracker.missing_usage(result, current.get())
