@@ -37,18 +37,6 @@ def logged_prompts(path: Path) -> list[int]:
     return found
 
 
-def chat_response(prompt: int = 10, completion: int = 5, *, model: str = "mistral-small-latest") -> dict[str, object]:
-    """The JSON a /v1/chat/completions endpoint returns, as requests/httpx give it."""
-    return {
-        "id": "cmpl-1",
-        "object": "chat.completion",
-        "created": 1_700_000_000,
-        "model": model,
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"}, "finish_reason": "stop"}],
-        "usage": {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion},
-    }
-
-
 def _write_usage(
     specs: Sequence[str] | None, worker: int, rows: int, threads: int, start: multiprocessing.synchronize.Event
 ) -> None:

@@ -1,4 +1,6 @@
-"""The mistralai SDK under test, whichever major version is installed (1.x or 2.x/3.x).
+"""The one shared SDK-fixture module: the mistralai SDK under test, whichever major version is installed (1.x or
+2.x/3.x), and the JSON a chat endpoint returns (what requests/httpx users get). The clients, pointed at the local
+server, are the ``mistral`` and ``oai`` fixtures of tests/conftest.py.
 
 CI runs the SDK tests once with the newest mistralai and once with the newest 1.x, and the 0.x test with
 mistralai 0.4.2 (see ``.ci/run``).
@@ -20,7 +22,7 @@ elif MISTRAL_MAJOR == 1:  # pragma: no cover - runs in the mistralai 1.x CI step
     from mistralai.models import ResponseValidationError, SDKError  # type: ignore[no-redef,unused-ignore]
     from mistralai.utils import BackoffStrategy, RetryConfig  # type: ignore[no-redef,unused-ignore]
 
-else:  # pragma: no cover - mistralai 0.x (MistralClient): only tests/test_mistral0.py runs there
+else:  # pragma: no cover - mistralai 0.x (MistralClient): only tests/recording/test_mistral0.py runs there
     Mistral = ResponseValidationError = SDKError = BackoffStrategy = RetryConfig = None  # type: ignore[assignment,misc]
 
 __all__ = [
@@ -31,4 +33,17 @@ __all__ = [
     "ResponseValidationError",
     "RetryConfig",
     "SDKError",
+    "chat_response",
 ]
+
+
+def chat_response(prompt: int = 10, completion: int = 5, *, model: str = "mistral-small-latest") -> dict[str, object]:
+    """The JSON a /v1/chat/completions endpoint returns, as requests/httpx give it."""
+    return {
+        "id": "cmpl-1",
+        "object": "chat.completion",
+        "created": 1_700_000_000,
+        "model": model,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion},
+    }

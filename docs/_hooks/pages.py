@@ -5,7 +5,7 @@
 - ``benchmarks.md`` is written by ``python -m benchmarks.run``; a checkout where nobody ran it yet gets a page
   that says how to make it, instead of a broken link.
 
-tests/test_docs_site.py checks both against the real program.
+tests/docs/test_docs_site.py checks both against the real program.
 """
 
 from __future__ import annotations

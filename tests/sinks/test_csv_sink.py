@@ -12,9 +12,10 @@ from pathlib import Path
 
 import portalocker
 import pytest
-from helpers import chat_response, read_rows
 
 import tokenlog
+from tests.helpers import read_rows
+from tests.sdk import chat_response
 from tokenlog import CsvSink, SinkError, UsageRecord, track_usage
 from tokenlog._append import CHECK_EVERY
 from tokenlog.delivery.guard import guard

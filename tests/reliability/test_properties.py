@@ -1,6 +1,6 @@
 """Property tests: valid usage round-trips through the CSV, and the fast row formatter matches the general one.
 
-(Whatever a response carries, the call survives: tests/test_reliability_input.py.)
+(Whatever a response carries, the call survives: tests/reliability/test_reliability_input.py.)
 """
 
 from __future__ import annotations
@@ -9,11 +9,11 @@ import warnings
 from datetime import datetime, timezone
 from pathlib import Path
 
-from helpers import read_rows
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import tokenlog
+from tests.helpers import read_rows
 from tokenlog import CsvSink, UsageRecord, track_usage
 from tokenlog.sinks._fields import iso_timestamp
 from tokenlog.sinks.csv import MANDATORY_COLUMNS, _mandatory_row, format_row

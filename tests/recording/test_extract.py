@@ -12,9 +12,9 @@ from types import SimpleNamespace
 import httpx
 import pytest
 import requests
-from helpers import chat_response
 
 import tokenlog
+from tests.sdk import chat_response
 from tokenlog import extract_usage
 
 

@@ -17,9 +17,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
-from helpers import read_rows
 
 import tokenlog
+from tests.helpers import read_rows
 from tokenlog import BufferedSink, CallbackSink, CsvSink, JsonlSink, UsageRecord, track_usage
 from tokenlog._append import AppendState
 

@@ -12,9 +12,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
-from helpers import read_rows
 
 import tokenlog
+from tests.helpers import read_rows
 from tokenlog import BufferedSink, CsvSink, MemorySink, UsageRecord, usage_session
 
 WHEN = datetime(2023, 10, 27, 10, 30, tzinfo=timezone.utc)

@@ -19,7 +19,8 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from helpers import logged_prompts
+
+from tests.helpers import logged_prompts
 
 CHILD = textwrap.dedent(
     """

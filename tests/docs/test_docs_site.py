@@ -1,6 +1,6 @@
 """The documentation site stays true to the code: examples that parse, a complete API reference, the real CLI help.
 
-The guides' examples are run by tests/test_docs_examples.py; ``mkdocs build --strict`` (in .ci/run) fails on a
+The guides' examples are run by tests/docs/test_docs_examples.py; ``mkdocs build --strict`` (in .ci/run) fails on a
 broken link, a missing anchor, a page left out of the nav or an API reference that does not resolve.
 """
 
@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 import tokenlog
-from tests.docs_snippets import DOCS, blocks
+from tests.docs.docs_snippets import DOCS, blocks
 
 if sys.version_info >= (3, 11):
     import tomllib

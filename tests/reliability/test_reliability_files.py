@@ -1,7 +1,7 @@
 """Existing files and paths tokenlog did not make: a file that is not a CSV, lines cut short in every awkward
 place, a directory where the file should be, a symbolic link, a relative path after ``os.chdir``.
 
-(Other headers, a byte order mark, CRLF and empty files are in tests/test_csv_sink.py.)
+(Other headers, a byte order mark, CRLF and empty files are in tests/sinks/test_csv_sink.py.)
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
-from helpers import LOG_HEADER, LOG_ROW, logged_prompts, read_rows
 
 import tokenlog
+from tests.helpers import LOG_HEADER, LOG_ROW, logged_prompts, read_rows
 from tokenlog import CsvSink, JsonlSink, SqliteSink, UsageRecord, track_usage
 from tokenlog.logs.validate import LogCheck
 from tokenlog.sinks.base import Sink

@@ -8,9 +8,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from helpers import chat_response, read_rows
 
 import tokenlog
+from tests.helpers import read_rows
+from tests.sdk import chat_response
 from tokenlog import MemorySink, track_usage, usage_session
 
 

@@ -1,7 +1,7 @@
 """``tokenlog repair``: broken lines go to a side file verbatim; the header and valid rows stay, byte for byte.
 
-Files cut by real SIGKILLed writers are repaired in tests/test_faults_sigkill.py; here, every other kind of broken
-line, the exit statuses, and the files repair refuses.
+Files cut by real SIGKILLed writers are repaired in tests/reliability/test_faults_sigkill.py; here, every other kind
+of broken line, the exit statuses, and the files repair refuses.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import re
 from pathlib import Path
 
 import pytest
-from helpers import LOG_HEADER, LOG_ROW, run_tokenlog
 
+from tests.helpers import LOG_HEADER, LOG_ROW, run_tokenlog
 from tokenlog.logs.repair import broken_path, repair_log
 
 ROW2 = LOG_ROW.replace("10:00:00", "10:00:01")

@@ -16,9 +16,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
-from helpers import logged_prompts
 
 import tokenlog
+from tests.helpers import logged_prompts
 from tokenlog import CsvSink, JsonlSink, SqliteSink, UsageRecord, track_usage
 from tokenlog.sinks.base import Sink
 

@@ -1,7 +1,7 @@
 """Every code block of the guides runs, against the local server, and prints what the page says it prints.
 
 Each guide page (the quickstart, the migration page and docs/how-to/) runs in a fresh Python process in an
-empty directory, its blocks in order, as a reader who pasted them would run them (see tests/docs_snippets.py).
+empty directory, its blocks in order, as a reader who pasted them would run them (see tests/docs/docs_snippets.py).
 The examples read ``MISTRAL_API_KEY`` and ``MISTRAL_SERVER_URL`` (the openai SDK reads ``OPENAI_API_KEY`` and
 ``OPENAI_BASE_URL`` itself); here they point at a ``MistralCompatibleServer`` on 127.0.0.1.
 """
@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from tests import docs_snippets
-from tests.docs_snippets import DOCS, Step, blocks, output_matches, steps
+from tests.docs import docs_snippets
+from tests.docs.docs_snippets import DOCS, Step, blocks, output_matches, steps
 from tokenlog.testing.server import MistralCompatibleServer
 
 GUIDES = ["quickstart.md", "migration.md", *sorted(f"how-to/{p.name}" for p in (DOCS / "how-to").glob("*.md"))]

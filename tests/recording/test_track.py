@@ -19,9 +19,10 @@ from pathlib import Path
 import portalocker
 import pytest
 import wrapt
-from helpers import chat_response, read_rows
 
 import tokenlog
+from tests.helpers import read_rows
+from tests.sdk import chat_response
 from tokenlog import MemorySink, UsageRecord, track_usage
 from tokenlog.record import FIELD_NAMES
 

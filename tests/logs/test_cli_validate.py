@@ -11,9 +11,9 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-from helpers import mutated_logs, run_tokenlog
 from hypothesis import HealthCheck, given, settings
 
+from tests.helpers import mutated_logs, run_tokenlog
 from tokenlog import CsvSink, UsageRecord
 from tokenlog.logs.validate import LogCheck
 from tokenlog.sinks.csv import EXTRA_COLUMNS, MANDATORY_COLUMNS

@@ -328,7 +328,7 @@ with Mistral(api_key="k", server_url={server.url!r}) as client:
 tokenlog.flush()
 """
     environment = {k: v for k, v in os.environ.items() if not k.startswith("TOKENLOG_")}
-    environment["PYTHONPATH"] = str(Path(__file__).resolve().parent.parent)
+    environment["PYTHONPATH"] = str(Path(__file__).resolve().parents[2])
     result = subprocess.run(
         [sys.executable, "-c", script], cwd=tmp_path, env=environment, capture_output=True, text=True, timeout=60
     )

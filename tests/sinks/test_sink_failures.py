@@ -13,9 +13,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers import chat_response, read_rows
 
 import tokenlog
+from tests.helpers import read_rows
+from tests.sdk import chat_response
 from tokenlog import MemorySink, SinkError, UsageRecord, track_usage
 from tokenlog.delivery import guard as route
 

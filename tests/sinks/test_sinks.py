@@ -13,9 +13,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
-from helpers import chat_response, read_rows
 
 import tokenlog
+from tests.helpers import read_rows
+from tests.sdk import chat_response
 from tokenlog import CallbackSink, LoggingSink, MemorySink, UsageRecord, track_usage, usage_session
 from tokenlog.testing import capture_usage
 

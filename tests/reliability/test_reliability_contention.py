@@ -11,8 +11,8 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from helpers import LOG_HEADER, check_writer_rows, read_rows, run_writer_processes
 
+from tests.helpers import LOG_HEADER, check_writer_rows, read_rows, run_writer_processes
 from tokenlog.logs.validate import LogCheck
 
 PROCESSES = 16

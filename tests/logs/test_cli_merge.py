@@ -13,9 +13,9 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-from helpers import mutated_logs, read_rows, run_tokenlog, write_jsonl, write_sqlite
 from hypothesis import HealthCheck, given, settings
 
+from tests.helpers import mutated_logs, read_rows, run_tokenlog, write_jsonl, write_sqlite
 from tokenlog import CsvSink, UsageRecord
 from tokenlog.logs.merge import merge_logs
 from tokenlog.logs.read import LogFileError

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import read_rows, run_tokenlog, write_jsonl, write_sqlite
 
+from tests.helpers import read_rows, run_tokenlog, write_jsonl, write_sqlite
 from tokenlog import CsvSink, UsageRecord
 from tokenlog.pricing import builtin_prices
 from tokenlog.sinks.csv import EXTRA_COLUMNS

@@ -29,8 +29,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
-from helpers import run_tokenlog
 
+from tests.helpers import run_tokenlog
 from tokenlog import CsvSink, JsonlSink, UsageRecord
 from tokenlog.sinks._fields import tags_json
 
