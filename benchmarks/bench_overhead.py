@@ -41,21 +41,24 @@ class NoopSink:
         pass
 
 
+PAYLOAD: dict[str, Any] = {
+    "id": "cmpl-1",
+    "object": "chat.completion",
+    "created": 1_700_000_000,
+    "model": "mistral-small-latest",
+    "choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"}, "finish_reason": "stop"}],
+    "usage": {"prompt_tokens": 12, "completion_tokens": 5, "total_tokens": 17},
+}
+"""The JSON of one chat completion, as the API sends it."""
+
+
 def _builder() -> Callable[[], Any]:
     """Builds a mistralai 3.x/2.x (else 1.x) chat response from JSON, as the SDK does for each reply."""
     try:
         from mistralai.client.models import ChatCompletionResponse
     except ImportError:  # mistralai 1.x
         from mistralai.models import ChatCompletionResponse  # type: ignore[no-redef,attr-defined,unused-ignore]
-    payload = {
-        "id": "cmpl-1",
-        "object": "chat.completion",
-        "created": 1_700_000_000,
-        "model": "mistral-small-latest",
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"}, "finish_reason": "stop"}],
-        "usage": {"prompt_tokens": 12, "completion_tokens": 5, "total_tokens": 17},
-    }
-    return lambda: ChatCompletionResponse.model_validate(payload)
+    return lambda: ChatCompletionResponse.model_validate(PAYLOAD)
 
 
 Candidate = Callable[[int], float]

@@ -16,18 +16,9 @@ from typing import Any
 
 import tokenlog
 from benchmarks.bench_csv import log_usage_to_csv
-from benchmarks.bench_overhead import NoopSink, _builder
+from benchmarks.bench_overhead import PAYLOAD, NoopSink, _builder
 from benchmarks.common import Result, interleaved
 from tokenlog.record import RecordValues
-
-_PAYLOAD = {
-    "id": "cmpl-1",
-    "object": "chat.completion",
-    "created": 1_700_000_000,
-    "model": "mistral-small-latest",
-    "choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"}, "finish_reason": "stop"}],
-    "usage": {"prompt_tokens": 12, "completion_tokens": 5, "total_tokens": 17},
-}
 
 
 class NoopFieldsSink(NoopSink):
@@ -39,7 +30,7 @@ class NoopFieldsSink(NoopSink):
 
 def _dict_response() -> dict[str, Any]:
     """What ``response.json()`` gives for one call: a new dict (and usage dict) each time."""
-    return {**_PAYLOAD, "usage": dict(_PAYLOAD["usage"])}  # type: ignore[arg-type]
+    return {**PAYLOAD, "usage": dict(PAYLOAD["usage"])}
 
 
 def _timed(build: Callable[[], Any], operation: Callable[[Any], object], count: int) -> Callable[[int], float]:
