@@ -26,9 +26,34 @@ def latency(record: UsageRecord) -> float | None:
     return None if value is None or not math.isfinite(value) else round(value, 3)
 
 
+_TAGS_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
+"""``json.dumps(tags, sort_keys=True, separators=(",", ":"))``, made once: ``dumps`` with options builds an
+encoder per call (0.8 us of its 2.2 us for one tag)."""
+
+_tags_texts: dict[tuple[tuple[str, str], ...], str] = {}
+"""Tags as :func:`tags_json` writes them: a decorator's tags are the same on every row it writes."""
+_TAGS_CACHED = 1024  # entries; then it starts afresh, so tags unique to each row never fill it for good
+_TAGS_TEXT_CACHED = 512  # characters: longer tags are encoded each time rather than kept
+
+
 def tags_json(record: UsageRecord) -> str:
     """The tags as compact JSON with sorted keys, ASCII only (other characters as ``\\uXXXX`` escapes)."""
-    return json.dumps(dict(record.tags), sort_keys=True, separators=(",", ":"))
+    tags = record.tags
+    if not tags:
+        return "{}"
+    try:
+        key = tuple(tags.items())
+        text = _tags_texts.get(key)
+    except TypeError:  # a value that cannot be hashed: only a mapping made by hand holds one
+        return _TAGS_ENCODER.encode(dict(tags))
+    if text is None:
+        text = _TAGS_ENCODER.encode(dict(tags))
+        # Only text keys and values (what UsageRecord makes of any tags): (1, "a") == (True, "a"), not in JSON.
+        if len(text) <= _TAGS_TEXT_CACHED and all(type(k) is str and type(v) is str for k, v in key):
+            if len(_tags_texts) >= _TAGS_CACHED:
+                _tags_texts.clear()
+            _tags_texts[key] = text
+    return text
 
 
 def fields(record: UsageRecord) -> dict[str, object]:

@@ -5,16 +5,19 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import sys
 import threading
 import time
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
+from .. import format as _format
 from .._fork import reset_after_fork
 from ..errors import SinkError, TokenlogWarning
+from ..format import second_of
 from ..record import UsageRecord
-from ._fields import FIELDS, iso_timestamp, latency, tags_json
+from ._fields import FIELDS, latency, tags_json
 
 if TYPE_CHECKING:
     import sqlite3
@@ -39,6 +42,17 @@ _Row = tuple[str, "str | None", int, int, int, "str | None", "str | None", "floa
 _abandoned: list[object] = []  # connections inherited across fork: never used, never closed, in the child
 
 
+class _Waiting:
+    """Rows of one write waiting for a transaction (group commit), and how it ended."""
+
+    __slots__ = ("done", "error", "rows")
+
+    def __init__(self, rows: list[_Row]) -> None:
+        self.rows = rows
+        self.done = False
+        self.error: BaseException | None = None
+
+
 class SqliteSink:
     """Inserts one row per record into ``table`` (default ``usage``) of a SQLite database.
 
@@ -47,12 +61,15 @@ class SqliteSink:
     ``latency_ms`` (REAL), ``request_id`` and ``tags`` (TEXT holding a JSON object), with indexes
     on ``timestamp`` and ``model``. The table and indexes are created if missing.
 
-    The database runs in WAL mode, so readers never block writers. Each write is one
-    ``BEGIN IMMEDIATE`` transaction; a writer that finds the database busy waits up to
-    ``timeout`` seconds, then retries up to ``retries`` times before it gives up with
-    :class:`~tokenlog.SinkError` (and tokenlog keeps the rows for later). A row is committed
-    when :meth:`write` returns. Text that is not valid Unicode (a lone surrogate) is stored
-    with a backslash escape, with a warning.
+    The database runs in WAL mode, so readers never block writers. A row is committed when
+    :meth:`write` returns. Each write is one transaction that takes the write lock at once (one
+    ``INSERT`` on its own, or ``BEGIN IMMEDIATE`` ... ``COMMIT`` around several rows); rows that
+    other threads write through the same sink while a transaction is being committed share the
+    next one (group commit: each of those writes returns once that transaction is committed, or
+    raises if it failed). A writer that finds the database busy waits up to ``timeout`` seconds,
+    then retries up to ``retries`` times before it gives up with :class:`~tokenlog.SinkError`
+    (and tokenlog keeps the rows for later). Text that is not valid Unicode (a lone surrogate)
+    is stored with a backslash escape, with a warning.
 
     >>> import tempfile, datetime, pathlib, sqlite3
     >>> path = pathlib.Path(tempfile.mkdtemp()) / "usage.db"
@@ -84,7 +101,10 @@ class SqliteSink:
         self.retries = retries
         names = ", ".join(FIELDS)
         self._insert = f'INSERT INTO "{table}" ({names}) VALUES ({", ".join("?" * len(FIELDS))})'
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # held while the connection is in use (a transaction, close)
+        self._queue = threading.Condition(threading.Lock())  # guards the two below; notified after each commit
+        self._waiting: list[_Waiting] = []  # writes not taken into a transaction yet, in arrival order
+        self._leading = False  # a thread is committing a transaction
         self._connection: sqlite3.Connection | None = None
         reset_after_fork(self)
 
@@ -93,14 +113,13 @@ class SqliteSink:
 
     def write(self, record: UsageRecord) -> None:
         """Insert one row; raise :class:`~tokenlog.SinkError` if it cannot be committed."""
-        self.write_many((record,))
+        self._commit([self._row(record)])
 
     def write_many(self, records: Iterable[UsageRecord]) -> None:
         """Insert rows in order, in one transaction: all of them or none."""
         rows = [self._row(record) for record in records]
         if rows:
-            with self._lock:
-                self._with_retries(lambda connection: self._insert_rows(connection, rows))
+            self._commit(rows)
 
     def flush(self) -> None:
         """Nothing is buffered: every row is committed when :meth:`write` returns."""
@@ -114,27 +133,95 @@ class SqliteSink:
 
     # -- the transaction -----------------------------------------------------------------------
 
-    def _with_retries(self, action: Callable[[sqlite3.Connection], None]) -> None:
-        import sqlite3
+    def _commit(self, rows: list[_Row]) -> None:
+        """Commit ``rows``, with those of the writes waiting meanwhile, and return once they are committed.
 
+        Group commit, leader and followers: a write queues its rows. If no transaction is being
+        committed, it leads: it takes every write waiting now into one transaction and commits it
+        (the queue stays open meanwhile, so that the next writes gather for the next transaction),
+        then wakes the writes it committed. Otherwise it waits until a leader has committed its
+        rows, or until no transaction is in flight, and then leads. Followers wait on a condition,
+        not on the commit lock: a thread whose rows are committed returns at once, instead of
+        queueing for the lock behind the next transaction. One thread alone leads every time: one
+        transaction a write, as without the queue.
+        """
+        mine = _Waiting(rows)
+        queue = self._queue
+        with queue:
+            self._waiting.append(mine)
+            while self._leading and not mine.done:
+                queue.wait()  # a transaction is in flight: ours are in it, or wait for the next one
+            if not mine.done:
+                self._leading = True
+                batch = self._waiting
+                self._waiting = []
+        if mine.done:
+            if mine.error is not None:  # another thread's transaction held these rows, and it failed
+                failure = mine.error
+                if isinstance(failure, SinkError):
+                    raise SinkError(str(failure)) from failure.__cause__
+                raise SinkError(f"cannot write to {self.path} (table {self.table}): {failure!r}") from failure
+            return
+        try:
+            with self._lock:
+                self._insert_batch(batch, mine)
+        finally:
+            with queue:
+                for entry in batch:
+                    entry.done = True
+                self._leading = False
+                queue.notify_all()
+
+    def _insert_batch(self, batch: list[_Waiting], mine: _Waiting) -> None:
+        """One transaction for the rows of every write in ``batch``; raise if ``mine`` failed.
+
+        If the transaction fails, every write gets the error. But a failure other than the database
+        being busy may be one write's doing (a value SQLite cannot store): then each write is tried
+        again in a transaction of its own, so that it fails alone.
+        """
+        try:
+            self._with_retries(mine.rows if len(batch) == 1 else [row for entry in batch for row in entry.rows])
+        except BaseException as exc:
+            if len(batch) == 1 or not isinstance(exc, Exception) or _busy(exc.__cause__):
+                for entry in batch:
+                    entry.error = exc
+                raise
+            for index, entry in enumerate(batch):
+                try:
+                    self._with_retries(entry.rows)
+                except Exception as own:
+                    entry.error = own
+                except BaseException as own:  # an interrupt: the writes not tried yet fail with it
+                    for rest in batch[index:]:
+                        rest.error = own
+                    raise
+            if mine.error is not None:  # the others raise theirs in their own threads
+                raise mine.error from mine.error.__cause__
+
+    def _with_retries(self, rows: list[_Row]) -> None:
         delay = 0.01
         for attempt in range(self.retries + 1):
             try:
-                action(self._connect())
+                self._insert_rows(self._connection or self._connect(), rows)
                 return
-            except sqlite3.OperationalError as exc:
-                busy = "locked" in str(exc) or "busy" in str(exc)
+            except Exception as exc:
+                sqlite3 = sys.modules.get("sqlite3")  # imported by _connect before any sqlite3 error can arise
+                if sqlite3 is None or not isinstance(exc, sqlite3.Error):
+                    raise
+                busy = _busy(exc)
                 if not busy:
                     self._drop_connection()
                 if not busy or attempt == self.retries:
                     raise SinkError(f"cannot write to {self.path} (table {self.table}): {exc}") from exc
-            except sqlite3.Error as exc:
-                self._drop_connection()
-                raise SinkError(f"cannot write to {self.path} (table {self.table}): {exc}") from exc
             time.sleep(delay)
             delay = min(delay * 4, 1.0)
 
     def _insert_rows(self, connection: sqlite3.Connection, rows: list[_Row]) -> None:
+        if len(rows) == 1:
+            # One statement in autocommit mode is a transaction of its own, and takes the write lock when it
+            # starts, with the busy timeout, as BEGIN IMMEDIATE does: the same locking, two statements fewer.
+            connection.execute(self._insert, rows[0])
+            return
         connection.execute("BEGIN IMMEDIATE")  # take the write lock now: a deferred upgrade can deadlock
         try:
             connection.executemany(self._insert, rows)
@@ -180,16 +267,21 @@ class SqliteSink:
     # -- the row -------------------------------------------------------------------------------
 
     def _row(self, record: UsageRecord) -> _Row:
+        ts = record.timestamp
+        second = _format.last_second
+        if not second.start <= ts < second.end:  # second_of(ts), its cache test written out
+            second = second_of(ts)
+        session, function, request_id = record.session, record.function, record.request_id
         return (
-            iso_timestamp(record),
+            "%s.%06d+00:00" % (second.text, ts.microsecond),  # noqa: UP031 - tokenlog.format.iso_timestamp, inlined
             self._text(record.model),
             record.prompt_tokens,
             record.completion_tokens,
             record.total_tokens,
-            self._text(record.session),
-            self._text(record.function),
+            None if session is None else self._text(session),
+            None if function is None else self._text(function),
             latency(record),
-            self._text(record.request_id),
+            None if request_id is None else self._text(request_id),
             tags_json(record),
         )
 
@@ -210,6 +302,17 @@ class SqliteSink:
     def _after_fork_in_child(self) -> None:
         # SQLite connections must not cross a fork; closing it here could disturb the parent's.
         self._lock = threading.Lock()
+        self._queue = threading.Condition(threading.Lock())
+        self._waiting = []  # rows of the parent's threads: the parent commits them
+        self._leading = False
         if self._connection is not None:
             _abandoned.append(self._connection)
             self._connection = None
+
+
+def _busy(exc: BaseException | None) -> bool:
+    """True for SQLite's "database is locked" or "busy": another connection holds the write lock."""
+    sqlite3 = sys.modules.get("sqlite3")
+    if sqlite3 is None or not isinstance(exc, sqlite3.OperationalError):
+        return False
+    return "locked" in str(exc) or "busy" in str(exc)
