@@ -1,4 +1,8 @@
-"""One process appending rows: tokenlog's CSV sink against the hand-written helper and the physical limit."""
+"""One process appending rows: tokenlog's CSV sink against the hand-written helper and the physical limit.
+
+Also the JSONL and SQLite sinks, each against CsvSink.write in the same run, from one thread and (for SQLite,
+whose rows committed together share a transaction) from four threads at once.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ import fcntl
 import os
 import tempfile
 import threading
+import time
 from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
@@ -46,6 +51,26 @@ def helper_after_call(response: Any, path: str) -> Any:
     return response
 
 
+def from_threads(operation: Callable[[int], object], rows: int, threads: int) -> float:
+    """Microseconds per call when ``threads`` threads share ``rows`` calls of ``operation``, all at once."""
+    per_thread = rows // threads
+    ready = threading.Barrier(threads + 1)
+
+    def work() -> None:
+        ready.wait()
+        for i in range(per_thread):
+            operation(i)
+
+    running = [threading.Thread(target=work) for _ in range(threads)]
+    for thread in running:
+        thread.start()
+    ready.wait()
+    started = time.perf_counter_ns()
+    for thread in running:
+        thread.join()
+    return (time.perf_counter_ns() - started) / (per_thread * threads) / 1000.0
+
+
 def run(rows: int, repeats: int) -> dict[str, Result]:
     """Microseconds per row of each candidate, each into its own file."""
     directory = tempfile.mkdtemp(prefix="tokenlog-bench-")
@@ -73,6 +98,10 @@ def run(rows: int, repeats: int) -> dict[str, Result]:
         fcntl.flock(open_once_fd, fcntl.LOCK_UN)
 
     sink = tokenlog.CsvSink(path["c"])
+    jsonl_sink = tokenlog.JsonlSink(os.path.join(directory, "g.jsonl"))
+    sqlite_sink = tokenlog.SqliteSink(os.path.join(directory, "h.db"))
+    threads_sink = tokenlog.CsvSink(os.path.join(directory, "i.csv"))
+    threads_sqlite = tokenlog.SqliteSink(os.path.join(directory, "j.db"))
     whole_sink = tokenlog.CsvSink(path["e"])
     call, with_responses = fresh_responses(rows)
     tracked_call = tokenlog.track_usage(sinks=[whole_sink])(call)
@@ -92,11 +121,15 @@ def run(rows: int, repeats: int) -> dict[str, Result]:
         ),
         "whole path: @track_usage + CsvSink": with_responses(tracked_call),
         "whole path: read usage by hand + helper": with_responses(helper_path),
+        "JsonlSink.write(record)": plain(lambda _: jsonl_sink.write(record)),
+        "SqliteSink.write(record)": plain(lambda _: sqlite_sink.write(record)),
+        "CsvSink.write(record), 4 threads": lambda _: from_threads(lambda _: threads_sink.write(record), rows, 4),
+        "SqliteSink.write(record), 4 threads": lambda _: from_threads(lambda _: threads_sqlite.write(record), rows, 4),
     }
     try:
         return interleaved(candidates, repeats)
     finally:
         os.close(limit_fd)
         os.close(open_once_fd)
-        sink.close()
-        whole_sink.close()
+        for opened in (sink, whole_sink, jsonl_sink, sqlite_sink, threads_sink, threads_sqlite):
+            opened.close()
