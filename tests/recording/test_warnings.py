@@ -177,3 +177,18 @@ def test_a_failing_buffered_sink_warns_at_the_end_of_the_session(caught: list[wa
     assert "No space left on device" in str(warning.message)
     assert Path(warning.filename) == Path(__file__)
     assert warning.lineno in (_line_of(here), _line_of(here) + 2)  # the `with` line (3.10 may name the last line)
+
+
+def test_text_a_sink_must_escape_warns_at_the_decorated_call(
+    tmp_path: Path, caught: list[warnings.WarningMessage]
+) -> None:
+    @track_usage(sinks=[tokenlog.SqliteSink(tmp_path / "usage.db")])
+    def ask() -> dict[str, object]:
+        return {"model": "bad\udc80", "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}
+
+    def here() -> None: ...
+
+    ask()
+    warning = _only_warning(caught)
+    assert "not valid Unicode" in str(warning.message)
+    _assert_here(warning, _line_of(here))

@@ -8,13 +8,12 @@ import re
 import sys
 import threading
 import time
-import warnings
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from .. import format as _format
 from .._fork import reset_after_fork
-from ..errors import SinkError, TokenlogWarning
+from ..errors import SinkError, warn
 from ..format import second_of
 from ..record import UsageRecord
 from ._fields import FIELDS, latency, tags_json
@@ -291,11 +290,7 @@ class SqliteSink:
         try:
             value.encode()
         except UnicodeEncodeError:  # SQLite text is UTF-8; a lone surrogate has no UTF-8 form
-            warnings.warn(
-                f"a row for {self.path} holds text that is not valid Unicode; it is stored escaped",
-                TokenlogWarning,
-                stacklevel=5,
-            )
+            warn(f"a row for {self.path} holds text that is not valid Unicode; it is stored escaped")
             return value.encode("utf-8", "backslashreplace").decode()
         return value
 
