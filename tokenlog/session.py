@@ -86,8 +86,9 @@ class UsageSession:
         self._totals = UsageTotals()
         self._by_model: dict[str, UsageTotals] = {}
         self._lock = fork_safe_lock()
-        self._sinks = None if sinks is None else tuple(resolve_sink(spec) for spec in sinks)
-        self._owned = [sink for sink, spec in zip(self._sinks or (), sinks or (), strict=True) if sink is not spec]
+        specs = () if sinks is None else tuple(sinks)  # any iterable, a generator included: read once
+        self._sinks = None if sinks is None else tuple(resolve_sink(spec) for spec in specs)
+        self._owned = [sink for sink, spec in zip(self._sinks or (), specs, strict=True) if sink is not spec]
         """Sinks this session made from paths: closed when it ends."""
         self.destination: Destination | None = None if self._sinks is None else destination(self._sinks)
         self._token: contextvars.Token[OpenScopes] | None = None

@@ -187,3 +187,13 @@ def test_record_after_the_block_still_joins_the_session() -> None:
         pass
     session.record(chat_response(1, 2))
     assert session.total_tokens == 3
+
+
+def test_sinks_may_be_any_iterable_and_the_sinks_made_from_paths_are_closed_at_the_end(tmp_path: Path) -> None:
+    kept = MemorySink()
+    specs = (spec for spec in [tmp_path / "usage.csv", kept])  # a generator: read once
+    with usage_session(sinks=specs) as session:
+        session.record(chat_response(2, 3))
+    assert [r.total_tokens for r in kept.records] == [5]
+    assert [row["TotalTokens"] for row in read_rows(tmp_path / "usage.csv")] == ["5"]
+    assert session._owned == [session._sinks[0]]  # the CsvSink it made from the path, not the sink it was given
