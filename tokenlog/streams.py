@@ -34,7 +34,7 @@ __all__ = ["StreamObserver", "StreamProxy", "is_stream_type", "observe_stream"]
 class StreamObserver(Protocol):
     """What a stream proxy reports to (the decorator's or the instrumentation's tracker)."""
 
-    def record_chunk(self, chunk: object, started: float, model: str | None, scopes: OpenScopes) -> bool: ...
+    def record(self, chunk: object, started: float, model: object, scopes: OpenScopes | None) -> bool: ...
 
     def missing_usage(self, stream: object, scopes: OpenScopes) -> None: ...
 
@@ -73,7 +73,7 @@ class _StreamState:
         if not self._claim():
             return
         self.candidate = None
-        self.observer.record_chunk(chunk, self.started, self.model or self.fallback, self.scopes)
+        self.observer.record(chunk, self.started, self.model or self.fallback, self.scopes)
 
     def _claim(self) -> bool:
         """Mark the stream done; True for the one caller that did it (chunks and finalizers may race)."""
@@ -88,7 +88,7 @@ class _StreamState:
         if not self._claim():
             return
         candidate, self.candidate = self.candidate, None
-        if candidate is not None and self.observer.record_chunk(
+        if candidate is not None and self.observer.record(
             candidate, self.started, self.model or self.fallback, self.scopes
         ):
             return

@@ -56,19 +56,18 @@ class Tracker:
         """The context of a call about to start; ``None`` to call straight through (recording is off)."""
         return Call(self) if config.settings.enabled else None
 
-    def record_chunk(self, chunk: object, started: float, model: str | None, scopes: OpenScopes) -> bool:
-        """Record a stream chunk that carries usage; True if a record was made. Never raises, but in strict mode."""
+    def record(self, result: object, started: float, model: object, scopes: OpenScopes | None) -> bool:
+        """Record ``result`` (a response or a stream chunk) in this tracker's name; True if a record was made.
+
+        Never raises, but in strict mode (a sink's :class:`~tokenlog.SinkError`).
+        """
         try:
-            return route.record(chunk, self.function, started, model, self.tags, self.destination, scopes) is not None
+            return route.record(result, self.function, started, model, self.tags, self.destination, scopes) is not None
         except SinkError:
             raise  # strict mode: the user asked for it
         except Exception as exc:  # a bug of ours must never break the user's call
-            self.failed(exc)
+            warn(f"tokenlog failed to record a call of {self.function}: {exc!r}")
             return False
-
-    def failed(self, exc: Exception) -> None:
-        """Recording failed in tokenlog itself: say so, at the user's line; the call goes on."""
-        warn(f"tokenlog failed to record a call of {self.function}: {exc!r}")
 
     def missing_usage(self, result: object, scopes: OpenScopes) -> None:
         """A call ended with no usage to record: count it, and say so once per function."""
@@ -112,17 +111,7 @@ class Call:
         kind = _result_kinds.get(type(result)) or _result_kind(type(result))
         tracker = self.tracker
         if kind is _RESPONSE:
-            try:
-                made = route.record(
-                    result, tracker.function, self.started, tracker.model or kwargs.get("model"), tracker.tags,
-                    tracker.destination, None,
-                )  # fmt: skip
-            except SinkError:
-                raise  # strict mode: the user asked for it
-            except Exception as exc:  # a bug of ours must never break the user's call
-                tracker.failed(exc)
-                return result
-            if made is not None:
+            if tracker.record(result, self.started, tracker.model or kwargs.get("model"), None):
                 self._recorded()
             elif not self.recorded:
                 tracker.missing_usage(result, current.get())

@@ -1,6 +1,6 @@
 """The one lifecycle of every sink: :func:`flush` on demand, and the same steps once more at exit.
 
-In order: write what buffers hold, retry the failing sinks, flush every guarded sink, and at exit
+In order: write what buffers hold, then for every guarded sink retry what it keeps and flush it, and at exit
 save whatever is still unwritten (rows a sink kept for a retry, rows a sink says it could not
 store) to a fallback file, so that nothing is lost silently.
 """
@@ -20,7 +20,7 @@ from ..record import UsageRecord
 from ..sinks.base import sinks_to_flush
 from ..sinks.csv import CsvSink, format_row
 from .buffered import flush_buffers
-from .guard import GuardedSink, failing, guard, guards
+from .guard import GuardedSink, guard, guards
 
 __all__ = ["flush", "write_fallback"]
 
@@ -36,9 +36,7 @@ def flush() -> None:
     :func:`~tokenlog.sink_status`).
     """
     flush_buffers()
-    for guarded in failing():
-        guarded.retry()
-    for guarded in _every_sink():
+    for guarded in _every_sink():  # a failing sink is among them (its retrier holds it): its flush retries first
         guarded.flush()
 
 
