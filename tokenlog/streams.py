@@ -20,7 +20,7 @@ import io
 import types
 import weakref
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import wrapt
 
@@ -101,7 +101,13 @@ class _StreamState:
         self.candidate = None
 
 
-class StreamProxy(wrapt.BaseObjectProxy[Any]):
+if TYPE_CHECKING:
+    _Proxy = wrapt.BaseObjectProxy[Any]
+else:  # wrapt's proxy classes take a type argument only from 2.2 on; tokenlog supports wrapt 2.0 and 2.1 too
+    _Proxy = wrapt.BaseObjectProxy
+
+
+class StreamProxy(_Proxy):
     """Base of every stream proxy; tokenlog never wraps a proxy twice."""
 
     def __init__(self, wrapped: Any, observer: StreamObserver, started: float, fallback: str | None) -> None:
