@@ -10,7 +10,7 @@ import os
 import sqlite3
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from hypothesis import strategies as st
@@ -91,17 +91,20 @@ def run_writer_processes(
     process ``w`` records from (default 1).
     """
     specs = None if spec is None else [spec] if isinstance(spec, str) else list(spec)
+    run_together(_write_usage, [(specs, w, rows, _threads_of(threads, w)) for w in range(processes)])
+
+
+def run_together(target: Callable[..., object], args: Sequence[tuple[object, ...]], timeout: float = 600) -> None:
+    """Spawn one process per ``args`` entry running ``target(*entry, start)``; set ``start`` (an Event) once all
+    are started, so that they begin at once; each must exit with 0."""
     context = multiprocessing.get_context("spawn")
     start = context.Event()
-    workers = [
-        context.Process(target=_write_usage, args=(specs, w, rows, _threads_of(threads, w), start))
-        for w in range(processes)
-    ]
+    workers = [context.Process(target=target, args=(*entry, start)) for entry in args]
     for process in workers:
         process.start()
     start.set()
     for process in workers:
-        process.join(timeout=600)
+        process.join(timeout=timeout)
         assert process.exitcode == 0
 
 

@@ -100,6 +100,10 @@ CHECK_EVERY = 0.05
 """Seconds between the checks, on the fast path, that the file is still linked (also every CHECK_ROWS rows)."""
 CHECK_ROWS = 1000
 
+_SPINS = 10
+"""Lock attempts at once, before yielding: the holder is most likely appending on another CPU right now and done
+within microseconds, while a yield hands this CPU to another process for up to its time slice (8 processes on
+2 cores, decorator + CsvSink: p99 of a row 0.09-0.66 ms -> 0.05-0.10 ms)."""
 _yield_cpu: Callable[[], object] = getattr(os, "sched_yield", lambda: time.sleep(0))
 _YIELDS = 20
 """Lock attempts, each after yielding the CPU, before the first sleep (8 processes on 2 cores: 64k rows/s with
@@ -264,13 +268,18 @@ class LockedAppendFile:
         """Another process holds the lock: poll for it, waiting at most ``lock_timeout`` seconds.
 
         A blocking ``flock`` cannot be given a timeout, and a live process may hold the lock for
-        ever; so we poll. An append holds the lock for microseconds, so the first retries only yield
-        the CPU (the holder, if it was preempted, gets to finish), then sleep 20 us, doubling up to
-        1 ms. Measured with 8 processes on one file: longer sleeps (portalocker's default is
-        0.25 s) leave the lock idle while writers sleep; a waiter thread doing a blocking flock
-        (bounded by its caller) was tried and was no faster than sleeping.
+        ever; so we poll. An append holds the lock for microseconds, so the first retries come at
+        once (the holder is likely running on another CPU), the next ones only yield the CPU (the
+        holder, if it was preempted, gets to finish), then sleep 20 us, doubling up to 1 ms.
+        Measured with 8 processes on one file: longer sleeps (portalocker's default is 0.25 s)
+        leave the lock idle while writers sleep; a waiter thread doing a blocking flock (bounded by
+        its caller) was tried twice and was no faster than polling (p99 of a row ~0.13 ms, against
+        0.05-0.10 ms with the retries at once first).
         """
         deadline = time.monotonic() + self.lock_timeout
+        for _ in range(_SPINS):  # a running holder lets go within microseconds: ask again before giving up the CPU
+            if _try_lock(fd):
+                return
         for _ in range(_YIELDS):  # an append holds the lock for microseconds: first just let the holder run
             _yield_cpu()
             if _try_lock(fd):
