@@ -14,7 +14,7 @@ import portalocker
 import pytest
 
 import tokenlog
-from tests.helpers import read_rows
+from tests.helpers import check_writer_rows, read_rows, run_writer_processes
 from tests.sdk import chat_response
 from tokenlog import CsvSink, SinkError, UsageRecord, track_usage
 from tokenlog._append import CHECK_EVERY
@@ -118,6 +118,60 @@ def test_a_file_with_tokenlog_columns_in_another_layout_gets_rows_in_its_layout(
             "Session": "s1",
         }
     ]
+
+
+def test_a_file_with_its_own_columns_after_the_mandatory_five_is_appended_to_with_them_empty(tmp_path: Path) -> None:
+    path = tmp_path / "usage.csv"
+    path.write_text(HEADER + ",Notes\n2023-01-01T00:00:00.000000+00:00,m,1,1,2,checked by Ana\n")
+    with pytest.warns(tokenlog.TokenlogWarning, match=r"Notes.*left empty"):
+        CsvSink(path).write(record())
+    assert path.read_text().splitlines()[2] == "2023-10-27T10:30:00.123456+00:00,mistral-small-latest,12,5,17,"
+    assert not (tmp_path / "usage.tokenlog.csv").exists()
+
+
+def test_columns_of_another_tokenlog_version_are_filled_if_known_and_left_empty_if_not(tmp_path: Path) -> None:
+    path = tmp_path / "usage.csv"
+    path.write_text(HEADER + ",CostUsd,RequestId,Region\n")
+    with pytest.warns(tokenlog.TokenlogWarning, match=r"CostUsd, Region"):
+        CsvSink(path, extra_fields=("RequestId",)).write(record(request_id="cmpl-1"))
+    assert path.read_text().splitlines()[1] == "2023-10-27T10:30:00.123456+00:00,mistral-small-latest,12,5,17,,cmpl-1,"
+
+
+def test_a_file_with_unknown_columns_keeps_the_per_row_fast_path(tmp_path: Path) -> None:
+    path = tmp_path / "usage.csv"
+    path.write_bytes((HEADER + ",Notes,Owner\r\n").encode())
+    sink = CsvSink(path)
+    with pytest.warns(tokenlog.TokenlogWarning):
+        sink.write(record())  # the first write sees the header
+    fields = (WHEN, "m", 1, 2, 3, None, None, None, None, None)
+    assert sink.write_fields(fields)  # written from the values, no record built
+    assert path.read_bytes().splitlines(keepends=True)[1:] == [
+        b"2023-10-27T10:30:00.123456+00:00,mistral-small-latest,12,5,17,,\r\n",
+        b"2023-10-27T10:30:00.123456+00:00,m,1,2,3,,\r\n",
+    ]
+
+
+def test_processes_appending_to_a_file_with_its_own_columns_write_whole_rows(tmp_path: Path) -> None:
+    path = tmp_path / "usage.csv"
+    path.write_text(HEADER + ",Notes\n")
+    run_writer_processes(str(path), processes=4, rows=300, threads=(1, 2))
+    lines = path.read_text().splitlines()
+    assert lines[0] == HEADER + ",Notes"
+    assert all(line.count(",") == 5 and line.endswith(",") for line in lines[1:])
+    rows = [
+        (r["Model"], int(r["PromptTokens"]), int(r["CompletionTokens"]), int(r["TotalTokens"])) for r in read_rows(path)
+    ]
+    check_writer_rows(rows, processes=4, per_process=300, threads=(1, 2))
+    assert not (tmp_path / "usage.tokenlog.csv").exists()
+
+
+def test_a_header_that_does_not_start_with_the_mandatory_five_still_goes_to_a_side_file(tmp_path: Path) -> None:
+    path = tmp_path / "usage.csv"
+    path.write_text("Model,TimestampUTC,PromptTokens,CompletionTokens,TotalTokens,Notes\n")
+    with pytest.warns(tokenlog.TokenlogWarning, match=r"does not start with TimestampUTC,Model.*usage\.tokenlog\.csv"):
+        CsvSink(path).write(record())
+    assert path.read_text() == "Model,TimestampUTC,PromptTokens,CompletionTokens,TotalTokens,Notes\n"
+    assert [r["TotalTokens"] for r in read_rows(tmp_path / "usage.tokenlog.csv")] == ["17"]
 
 
 def test_a_foreign_header_sends_rows_to_a_side_file_and_leaves_the_file_alone(tmp_path: Path) -> None:

@@ -105,6 +105,10 @@ def _row_of(ts: datetime, model: str, prompt: int, completion: int, total: int, 
     return b"%b.%06d+00:00,%b,%d,%d,%d%b" % (second.data, ts.microsecond, cell, prompt, completion, total, newline)
 
 
+def _empty(record: UsageRecord) -> str:
+    return ""
+
+
 def format_row(
     record: UsageRecord,
     columns: Sequence[str] = MANDATORY_COLUMNS,
@@ -112,9 +116,26 @@ def format_row(
     *,
     formula_guard: bool = False,
 ) -> str:
-    """One CSV line (with its line end) for ``record`` in the given column layout."""
+    """One CSV line (with its line end) for ``record`` in the given column layout.
+
+    A column tokenlog does not know (a team's own ``Notes``, another version's column) is left empty.
+    """
     cells = _GUARDED_CELLS if formula_guard else _CELLS
-    return ",".join([cells[column](record) for column in columns]) + newline
+    return ",".join([cells.get(column, _empty)(record) for column in columns]) + newline
+
+
+def _plain_end(layout: Sequence[str], newline: str, formula_guard: bool) -> bytes | None:
+    """What follows the five mandatory cells of every row in ``layout``, if nothing else is filled in; else None.
+
+    ``layout`` is the five mandatory columns, then only columns tokenlog does not know (left empty): the row
+    is the mandatory row, then a comma for each. Chosen once per layout, so the per-row path does not branch.
+    """
+    rest = layout[len(MANDATORY_COLUMNS) :]
+    if formula_guard or tuple(layout[: len(MANDATORY_COLUMNS)]) != MANDATORY_COLUMNS:
+        return None
+    if any(column in _CELLS for column in rest):
+        return None
+    return ("," * len(rest) + newline).encode()
 
 
 class CsvSink:
@@ -130,9 +151,10 @@ class CsvSink:
     - the file cannot be opened, locked within ``lock_timeout`` seconds, or written (full disk,
       read-only): :meth:`write` raises :class:`~tokenlog.SinkError` naming the file, and leaves
       no partial line behind; tokenlog keeps the record and retries it later;
-    - the file already has another header: if it is made of tokenlog columns, rows are written
-      in the file's own column order (one warning); otherwise rows go to a side file
-      ``<name>.tokenlog.csv`` next to it (one warning naming both headers), never misaligned;
+    - the file already has another header: if it starts with the five mandatory columns, rows are
+      written in the file's own column order, columns tokenlog does not know left empty (one
+      warning); otherwise rows go to a side file ``<name>.tokenlog.csv`` next to it (one warning
+      naming the header), never misaligned;
     - the file does not end with a line break (a writer was killed mid-line): the next row
       starts on a new line, so it is never glued onto the broken one;
     - the file is deleted: the first write that checks (every 50 ms or 1,000 rows, and
@@ -182,8 +204,8 @@ class CsvSink:
         # Read and changed only under the file's lock, in _compose:
         self._layout: tuple[str, ...] | None = None  # None: rows go to the side file
         self._newline = "\n"
-        self._newline_bytes = b"\n"
-        self._plain = False  # rows are the five mandatory columns, unguarded: _mandatory_row writes them
+        self._row_end = b"\n"  # what follows the mandatory cells of a plain row: empty cells, the line break
+        self._plain = False  # rows are the five mandatory cells (then empty ones), unguarded: _mandatory_row
         self._set_layout(self.columns, "\n")
         self._side_sink: CsvSink | None = None
         flush_at_exit(self)
@@ -197,7 +219,7 @@ class CsvSink:
         file = self._file
         generation = file.generation
         if self._plain:  # the five mandatory columns, no formula guard: written out (the common case)
-            data = _mandatory_row(record, self._newline_bytes)
+            data = _mandatory_row(record, self._row_end)
             if data is not None and file.append_known(data, generation, record):
                 return
         else:
@@ -210,15 +232,16 @@ class CsvSink:
         """Append the row of a record not built yet; False if not written (the optional sink capability).
 
         ``fields`` are a :class:`~tokenlog.UsageRecord`'s field values in order. Only for a file
-        with the five mandatory columns; anything else (or a file that needs a look) returns
-        False having written nothing, and tokenlog builds the record and calls :meth:`write`.
+        with the five mandatory columns (then only columns tokenlog does not know, left empty); anything
+        else (or a file that needs a look) returns False having written nothing, and tokenlog builds
+        the record and calls :meth:`write`.
         Saves building a record per row (0.5 us) when nothing else wants it.
         """
         if not self._plain:
             return False
         file = self._file
         generation = file.generation
-        data = _row_of(fields[0], fields[1], fields[2], fields[3], fields[4], self._newline_bytes)
+        data = _row_of(fields[0], fields[1], fields[2], fields[3], fields[4], self._row_end)
         return data is not None and file.append_known(data, generation, fields)
 
     def write_many(self, records: Iterable[UsageRecord]) -> None:
@@ -314,28 +337,34 @@ class CsvSink:
         columns = tuple(found.split(","))
         if columns == self.columns:
             self._set_layout(self.columns, newline)
-        elif columns[: len(MANDATORY_COLUMNS)] == MANDATORY_COLUMNS and _known_and_unique(columns):
+        elif columns[: len(MANDATORY_COLUMNS)] == MANDATORY_COLUMNS and len(set(columns)) == len(columns):
             self._set_layout(columns, newline)
+            unknown = [column for column in columns if column not in _CELLS]
+            empty = f"; its columns tokenlog does not know ({', '.join(unknown)}) are left empty" if unknown else ""
             _warn(
-                f"{self.path} has the header {found!r}; this sink was asked for {','.join(self.columns)!r}, "
-                "so its rows follow the file's columns"
+                f"{self.path} has the header {found[:200]!r}; this sink was asked for {','.join(self.columns)!r}, "
+                f"so its rows follow the file's columns{empty}"
             )
         else:
             self._set_layout(None, newline)
+            starts = columns[: len(MANDATORY_COLUMNS)] == MANDATORY_COLUMNS
+            why = "repeats a column" if starts else f"does not start with {','.join(MANDATORY_COLUMNS)}"
             _warn(
-                f"{self.path} has the header {found[:200]!r}, not {','.join(self.columns)!r}; rows go to "
-                f"{self._side_path()} instead, so that no row is misaligned"
+                f"{self.path} has the header {found[:200]!r}, which {why}; rows go to {self._side_path()} "
+                "instead, so that no row is misaligned (a header that starts with those five columns, each "
+                "column named once, is appended to)"
             )
 
     def _set_layout(self, layout: tuple[str, ...] | None, newline: str) -> None:
         """What rows look like in this file from now on (called under the file's lock)."""
-        self._layout, self._newline, self._newline_bytes = layout, newline, newline.encode()
-        self._plain = layout == MANDATORY_COLUMNS and not self.formula_guard
+        end = None if layout is None else _plain_end(layout, newline, self.formula_guard)
+        self._layout, self._newline, self._row_end = layout, newline, end or newline.encode()
+        self._plain = end is not None
 
     def _encode(self, records: tuple[UsageRecord, ...], layout: tuple[str, ...], newline: str) -> bytes:
         guard = self.formula_guard
-        if layout == MANDATORY_COLUMNS and not guard:
-            ending = newline.encode()
+        ending = _plain_end(layout, newline, guard)
+        if ending is not None:
             rows: list[bytes] = []
             for record in records:
                 row = _mandatory_row(record, ending)
@@ -371,10 +400,6 @@ class CsvSink:
 def _as_record(item: object) -> UsageRecord:
     """An item this sink appended: a record, or the fields of one (:meth:`CsvSink.write_fields`)."""
     return item if isinstance(item, UsageRecord) else trusted_record(*item)  # type: ignore[misc]
-
-
-def _known_and_unique(columns: tuple[str, ...]) -> bool:
-    return len(set(columns)) == len(columns) and all(column in _CELLS for column in columns)
 
 
 def _warn(message: str) -> None:
