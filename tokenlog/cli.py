@@ -1,9 +1,10 @@
-"""The ``tokenlog`` command (also ``python -m tokenlog``): report, validate, repair, merge, demo.
+"""The ``tokenlog`` command (also ``python -m tokenlog``): report, validate, repair, merge, demo, serve.
 
 Exit status: 0 on success, 1 when ``validate`` (or ``merge``) finds invalid rows or ``repair`` moved
 broken lines aside, 2 for a usage error (a bad option, a missing or unreadable file, a bad price file).
 Errors are one line on standard error, never a traceback. ``report``, ``validate``, ``repair`` and ``merge``
-need only the standard library; the mistralai SDK and the local server are imported only when ``demo`` runs.
+need only the standard library; the mistralai SDK and the local server are imported only when ``demo`` or
+``serve`` runs.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_repair(commands)
     _add_merge(commands)
     _add_demo(commands)
+    _add_serve(commands)
     return parser
 
 
@@ -369,6 +371,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         status: int = args.run(args)
         sys.stdout.flush()
     except (CommandError, LogFileError, PricingError) as exc:
+def _add_serve(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    serve = _command(commands, _serve)
+    serve.add_argument("--host", default="127.0.0.1", help="the address to listen on (default: 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=0, help="the port to listen on (default: 0, a free one)")
+
+
+def _serve(args: argparse.Namespace) -> int:
+    """run the local Mistral-compatible server until Ctrl-C, to develop and test offline.
+
+    Serve the Mistral (and OpenAI) API shapes on 127.0.0.1 with deterministic token counts (one token a
+    word), as the demo and tokenlog's tests do. Prints the URL to give the SDK (server_url), then serves until
+    Ctrl-C, and exits with status 0.
+    """
+    from .testing.server import serve
+
+    if not 0 <= args.port <= 65535:
+        _usage_error(args, f"--port {args.port}: expected 0 (a free port) to 65535")
+    try:
+        serve(args.host, args.port)
+    except OSError as exc:
+        raise CommandError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None
+    return 0
+
+
         print(f"tokenlog {args.command}: {exc}", file=sys.stderr)
         return exc.status if isinstance(exc, CommandError) else 2
     except BrokenPipeError:  # `tokenlog report | head`: the reader left; end quietly, as Unix tools do

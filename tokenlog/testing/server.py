@@ -19,6 +19,9 @@ answer like a new conversation). Every one of them also streams when the body sa
 Any other path answers 404 and a body that is not a JSON object answers 400, both with a JSON
 error shaped like Mistral's.
 
+Run it on its own, to develop offline, with ``tokenlog serve`` (or ``python -m tokenlog.testing.server``):
+it prints its URL and serves until Ctrl-C (both run :func:`serve`).
+
 Streams are Server-Sent Events sent with chunked transfer encoding on a keep-alive connection.
 Chat-like streams put usage on the chunk that finishes the reply, as Mistral does, unless the
 request asks for ``stream_options: {"include_usage": true}``: then usage comes on an extra chunk
@@ -36,9 +39,11 @@ without its terminating chunk, which the SDKs' HTTP library reports as an incomp
 
 from __future__ import annotations
 
+import argparse
 import base64
 import contextlib
 import json
+import signal
 import socket
 import struct
 import sys
@@ -48,7 +53,7 @@ from collections.abc import Callable, Iterable
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any, Literal, TextIO
 from urllib.parse import urlsplit
 
 __all__ = [
@@ -784,3 +789,74 @@ _ROUTES: dict[str, _Route] = {
     "/v1/responses": _Route(_response, _response_stream, done_sentinel=False),
     "/v1/conversations": _Route(_conversation, _conversation_stream, done_sentinel=False),
 }
+
+
+def serve(host: str = "127.0.0.1", port: int = 0, *, out: TextIO | None = None) -> int:
+    """Serve in the foreground until Ctrl-C (or SIGTERM); return how many requests were answered.
+
+    Prints the URL first (``port=0``: a free port the system picks), then how to point an SDK at it,
+    and on Ctrl-C one line saying it stopped. Raises :class:`OSError` if the address cannot be bound.
+
+    >>> serve(port=8000)  # doctest: +SKIP
+    Mistral-compatible server listening on http://127.0.0.1:8000
+    """
+    out = out or sys.stdout
+    server = MistralCompatibleServer(host, port).start()
+    restore = _stop_on_signals()
+    try:
+        print(f"Mistral-compatible server listening on {server.url}", file=out)
+        print(
+            f'Point an SDK at it: Mistral(api_key="any", server_url="{server.url}") or '
+            f'OpenAI(api_key="any", base_url="{server.url}/v1"). Ctrl-C stops it.',
+            file=out,
+            flush=True,
+        )
+        with contextlib.suppress(KeyboardInterrupt):
+            while True:
+                time.sleep(3600)
+    finally:
+        server.stop()
+        restore()
+    requests = server.requests_seen
+    print(f"stopped after {requests} request{'' if requests == 1 else 's'}", file=out, flush=True)
+    return requests
+
+
+def _stop_on_signals() -> Callable[[], None]:
+    """Make SIGINT and SIGTERM raise KeyboardInterrupt (even if SIGINT was ignored, as in a background job).
+
+    Returns what puts the old handlers back. Outside the main thread signals cannot be handled: nothing changes.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    old = {number: signal.getsignal(number) for number in (signal.SIGINT, signal.SIGTERM)}
+    for number in old:
+        signal.signal(number, signal.default_int_handler)
+
+    def restore() -> None:
+        for number, handler in old.items():
+            signal.signal(number, handler)
+
+    return restore
+
+
+def _main(argv: list[str] | None = None) -> int:
+    """``python -m tokenlog.testing.server [--host HOST] [--port PORT]``: :func:`serve`, with one-line errors."""
+    parser = argparse.ArgumentParser(
+        prog="python -m tokenlog.testing.server", description="Run the local Mistral-compatible server until Ctrl-C."
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="the address to listen on (default: 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=0, help="the port (default: 0, a free one)")
+    args = parser.parse_args(argv)
+    if not 0 <= args.port <= 65535:
+        parser.error(f"--port {args.port}: expected 0 (a free port) to 65535")
+    try:
+        serve(args.host, args.port)
+    except OSError as exc:
+        print(f"{parser.prog}: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover - run in a subprocess by the tests
+    sys.exit(_main())
