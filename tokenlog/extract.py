@@ -18,7 +18,7 @@ from typing import NamedTuple
 from .errors import warn
 from .record import MAX_COUNT, UsageRecord, are_counts
 
-__all__ = ["Reading", "extract_usage", "read_usage", "stream_chunk_usage"]
+__all__ = ["Reading", "extract_usage", "read_usage", "response_id", "stream_chunk_usage"]
 
 _MISSING = object()
 _NO_USAGE_TYPES = (str, bytes, bytearray, int, float, bool, type(None))
@@ -364,6 +364,21 @@ def _model_of(response: object) -> str | None:
             if isinstance(model, str) and model:
                 return model
     return None
+
+
+def response_id(obj: object) -> str | None:
+    """The request id a response names (its ``id``; for a requests/httpx response, its JSON's), else ``None``.
+
+    Tells the JSON a function returns from the reply an HTTP or SDK call inside it recorded. Never raises.
+    """
+    try:
+        kind = _kind(type(obj))
+        if kind == _HTTP:
+            obj = _read_json_body(obj)
+            kind = _MAPPING if isinstance(obj, Mapping) else _SCALAR
+        return _request_id_of(obj) if kind in (_OBJECT, _MAPPING) else None
+    except Exception:  # an object whose attributes raise is no known reply
+        return None
 
 
 def _request_id_of(response: object) -> str | None:

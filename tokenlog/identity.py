@@ -38,6 +38,8 @@ class RecordedResponses:
         self._capacity = capacity
         self._current: dict[int, Entry] = {}
         self._previous: dict[int, Entry] = {}
+        self._replies: dict[str, None] = {}
+        self._earlier_replies: dict[str, None] = {}
 
     def remember(self, anchor: object, record: UsageRecord | None) -> Entry | None:
         """Remember ``anchor`` (with ``record``); ``None`` if it is new, else the entry it was remembered with."""
@@ -59,9 +61,26 @@ class RecordedResponses:
         current[key] = entry  # a dead object's id, reused: this entry replaces its old one
         return None
 
+    def remember_reply(self, request_id: str) -> None:
+        """Remember that the reply with ``request_id`` was recorded from its HTTP response.
+
+        Its JSON, parsed again by the user (``response.json()``) and recorded by hand, is then the
+        same reply, not another call. Only HTTP replies are remembered by id: they are the ones whose
+        JSON a program holds as a new object. The last ``capacity`` ids, at most twice that.
+        """
+        ids = self._replies
+        ids[request_id] = None
+        if len(ids) >= self._capacity:
+            self._earlier_replies, self._replies = ids, {}
+
+    def replied(self, request_id: str) -> bool:
+        """True if the reply with ``request_id`` was recorded from its HTTP response lately."""
+        return request_id in self._replies or request_id in self._earlier_replies
+
     def clear(self) -> None:
         """Forget every response (``tokenlog.testing.reset()``)."""
         self._current, self._previous = {}, {}
+        self._replies, self._earlier_replies = {}, {}
 
 
 recorded = RecordedResponses()

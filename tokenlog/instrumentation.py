@@ -17,9 +17,13 @@ that is not where we expect it) is skipped with a debug message on the ``tokenlo
 
 from __future__ import annotations
 
+import contextvars
+import functools
 import inspect
 import logging
+import os
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
@@ -28,8 +32,8 @@ import wrapt
 
 from . import config
 from ._fork import fork_safe_rlock
+from .calls import Call, Tracker, Wrapper, call_wrapper, current_call
 from .scopes import current
-from .track import Call, Tracker, call_wrapper, current_call
 
 __all__ = ["TARGETS", "Target", "instrument", "instrumented_methods", "is_instrumented", "uninstrument"]
 
@@ -46,6 +50,10 @@ class Target:
     methods: tuple[str, ...]
     only_if: str | None = None
     """A method the class must have (tells mistralai 0.x from the 1.x migration stub of the same name)."""
+    kind: str = "sdk"
+    """``sdk``: records what the method returns. ``http``: an HTTP client's method, whose response's JSON
+    body is recorded if read and carrying usage. ``thread``: starts work in another thread, which then
+    runs in a copy of the caller's context (its sessions and decorated call)."""
 
 
 _COMPLETIONS = ("complete", "complete_async", "stream", "stream_async")
@@ -82,6 +90,14 @@ TARGETS: tuple[Target, ...] = (
     Target("openai", "openai.resources.embeddings", "AsyncEmbeddings", ("create",)),
     Target("openai", "openai.resources.responses", "Responses", ("create",)),
     Target("openai", "openai.resources.responses", "AsyncResponses", ("create",)),
+    # Plain HTTP: requests.post(...) and httpx, sync and async (every request goes through send()). The SDKs'
+    # own requests (httpx, inside a method above) are not recorded twice.
+    Target("requests", "requests.sessions", "Session", ("send",), kind="http"),
+    Target("httpx", "httpx._client", "Client", ("send",), kind="http"),
+    Target("httpx", "httpx._client", "AsyncClient", ("send",), kind="http"),
+    # Threads started inside a session or a decorated call count for it (TOKENLOG_FOLLOW_THREADS=0: they do not).
+    Target("threading", "threading", "Thread", ("start",), kind="thread"),
+    Target("concurrent.futures", "concurrent.futures.thread", "ThreadPoolExecutor", ("submit",), kind="thread"),
 )
 """Every SDK method tokenlog can instrument, by the module that defines or re-exports its class."""
 
@@ -125,6 +141,11 @@ def uninstrument() -> None:
             else:  # someone patched over us: taking ours out would take theirs out too
                 log.debug("tokenlog: %s was patched again by someone else; left in place", label)
             del _patched[(owner, name)]
+
+
+def patching() -> bool:
+    """True while the SDK, HTTP and thread methods are patched (or get patched when imported)."""
+    return _patching
 
 
 def is_instrumented() -> bool:
@@ -185,9 +206,51 @@ def _patch(owner: type, name: str, target: Target) -> None:
         return
     label = f"{target.sdk}:{owner.__qualname__}.{name}"
     asynchronous = inspect.iscoroutinefunction(original) and not inspect.isasyncgenfunction(original)
-    wrapper = call_wrapper(_SdkTracker(label).enter, asynchronous)
+    wrapper: Wrapper
+    if target.kind == "thread":
+        if os.environ.get("TOKENLOG_FOLLOW_THREADS", "").strip().lower() in ("0", "false", "no", "off"):
+            return
+        wrapper = _start_thread if name == "start" else _submit
+    elif target.kind == "http":
+        wrapper = call_wrapper(_HttpTracker(label).enter, asynchronous, Call.observe_http)
+    else:
+        wrapper = call_wrapper(_SdkTracker(label).enter, asynchronous)
     _patched[(owner, name)] = (original, label)
     setattr(owner, name, wrapt.FunctionWrapper(original, wrapper))
+
+
+def _in_scope() -> bool:
+    """A session is open or a decorated call is running here: work started in another thread counts for it."""
+    return current_call.get() is not None or bool(current.get().sessions)
+
+
+def _start_thread(wrapped: Callable[..., Any], thread: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """``Thread.start``: inside a scope, the thread runs in a copy of this context (as ``session.bind`` would).
+
+    A thread pool's worker is left alone: it outlives the scope and runs other work; each task submitted
+    inside a scope carries its own copy instead (:func:`_submit`).
+    """
+    if _in_scope() and not _is_pool_worker(thread):
+        thread.run = functools.partial(contextvars.copy_context().run, thread.run)
+    return wrapped(*args, **kwargs)
+
+
+def _submit(wrapped: Callable[..., Any], pool: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """``ThreadPoolExecutor.submit``: inside a scope, the task runs in a copy of this context."""
+    if args and _in_scope():
+        return wrapped(contextvars.copy_context().run, *args, **kwargs)
+    return wrapped(*args, **kwargs)
+
+
+def _is_pool_worker(thread: Any) -> bool:
+    pool = sys.modules.get("concurrent.futures.thread")
+    return pool is not None and getattr(thread, "_target", None) is getattr(pool, "_worker", None)
+
+
+def _recording() -> bool:
+    """SDK and HTTP calls record now: recording is on, and instrument() was called, or a session that
+    instruments is open, or a decorated call is running."""
+    return config.settings.enabled and (_global or current.get().instrument or current_call.get() is not None)
 
 
 class _SdkTracker(Tracker):
@@ -198,7 +261,20 @@ class _SdkTracker(Tracker):
         super().__init__(label, None, None, None)
 
     def enter(self) -> Call | None:
-        if not config.settings.enabled or not (_global or current.get().instrument):
+        if not _recording():
             return None
         outer = current_call.get()
-        return Call(self) if outer is None else Call(outer.tracker, outer)
+        return Call(self, sdk=True) if outer is None else Call(outer.tracker, outer, sdk=True)
+
+
+class _HttpTracker(_SdkTracker):
+    """The tracker of a patched HTTP client method: as an SDK method's, but a request that an SDK method
+    makes is left to that method, and a response without usage (most HTTP) is not counted or warned about."""
+
+    def enter(self) -> Call | None:
+        if not _recording():
+            return None
+        outer = current_call.get()
+        if outer is None:
+            return Call(self)
+        return None if outer.sdk else Call(outer.tracker, outer)

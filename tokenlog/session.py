@@ -17,6 +17,8 @@ if TYPE_CHECKING:
 from . import config, route
 from ._fork import fork_safe_lock
 from .delivery.guard import Destination, destination, guard
+from .extract import response_id
+from .identity import recorded
 from .instrumentation import ensure_patched
 from .record import RecordValues, UsageRecord
 from .scopes import OpenScopes, current
@@ -141,7 +143,9 @@ class UsageSession:
         """Record the usage in any response by hand (an SDK object, a ``dict``, an HTTP response).
 
         Returns the record, the earlier one if ``obj`` was recorded already, or ``None`` when
-        ``obj`` carries no valid usage. Inside the block the record joins every open session;
+        ``obj`` carries no valid usage, or is the JSON of an HTTP reply recorded already (``requests``
+        and ``httpx`` calls inside a session are recorded by themselves: recording their
+        ``.json()`` again adds nothing). Inside the block the record joins every open session;
         called after the block, it still joins this one.
 
         >>> with usage_session("by-hand") as s:
@@ -149,6 +153,9 @@ class UsageSession:
         >>> (s.calls, s.total_tokens, r.session)
         (1, 7, 'by-hand')
         """
+        request_id = response_id(obj)
+        if request_id is not None and recorded.replied(request_id):
+            return None  # the JSON of an HTTP reply recorded inside the session already: the same call
         scopes = dataclasses.replace(current.get().including(self), keep_records=True)  # the caller wants the record
         made = route.record(obj, None, None, model, None, None, scopes)
         return made if isinstance(made, UsageRecord) else None

@@ -350,5 +350,5 @@ def test_targets_name_real_classes_of_the_installed_sdks() -> None:
             found.append(target)
             missing = [name for name in target.methods if name not in vars(owner)]
             assert missing == [], f"{target.module}.{target.cls} lacks {missing}"
-    assert {t.sdk for t in found} == {"mistralai", "openai"}
-    assert len(found) == 13  # 5 mistralai classes of the installed version + 8 openai classes
+    assert {t.sdk for t in found} == {"mistralai", "openai", "requests", "httpx", "threading", "concurrent.futures"}
+    assert len(found) == 18  # 5 mistralai classes of the installed version + 8 openai + 3 HTTP + 2 thread classes

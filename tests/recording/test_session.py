@@ -159,10 +159,24 @@ def test_tasks_started_inside_a_session_belong_to_it() -> None:
     assert asyncio.run(main()).calls == 5
 
 
-def test_a_thread_pool_escapes_the_session_unless_the_function_is_bound() -> None:
+def test_threads_and_pools_started_inside_a_session_count_for_it() -> None:
+    with ThreadPoolExecutor(max_workers=4) as pool:  # its workers start outside the session, and outlive it
+        list(pool.map(lambda _: ask(), range(2)))
+        with usage_session() as session:
+            list(pool.map(lambda _: ask(), range(4)))
+            list(pool.map(session.bind(lambda _: ask()), range(2)))  # bound as well: counted once
+            thread = threading.Thread(target=ask)
+            thread.start()
+            thread.join()
+        list(pool.map(lambda _: ask(), range(3)))  # after the session: the same workers run outside it
+    assert session.calls == 7
+
+
+def test_follow_threads_can_be_turned_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TOKENLOG_FOLLOW_THREADS", "0")
     with usage_session() as session, ThreadPoolExecutor(max_workers=4) as pool:
         list(pool.map(lambda _: ask(), range(4)))
-        assert session.calls == 0  # plain threads do not inherit the session
+        assert session.calls == 0  # threads do not inherit the session
         list(pool.map(session.bind(lambda _: ask()), range(6)))
     assert session.calls == 6
 
