@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import http.client
 import json
 import socket
 import struct
@@ -504,6 +505,24 @@ def test_concurrent_requests_are_all_served_and_counted(server: MistralCompatibl
         statuses = list(pool.map(post, range(16)))
     assert statuses == [200] * 16
     assert server.requests_seen - before == 16
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
+def test_keep_alive_requests_do_not_wait_for_the_clients_delayed_ack(
+    server: MistralCompatibleServer, stream: bool
+) -> None:
+    # A response sent as headers, then body, with Nagle on waits ~40 ms for the client's delayed ACK each time.
+    connection = http.client.HTTPConnection("127.0.0.1", int(server.url.rsplit(":", 1)[1]), timeout=5)
+    body = json.dumps({"model": "m", "messages": MESSAGES, "stream": stream})
+    began = time.perf_counter()
+    for _ in range(20):
+        connection.request("POST", "/v1/chat/completions", body, {"Content-Type": "application/json"})
+        response = connection.getresponse()
+        assert response.status == 200
+        assert response.read()
+    elapsed = time.perf_counter() - began
+    connection.close()
+    assert elapsed < 0.4, f"20 requests took {elapsed:.3f} s: a stall on every response"
 
 
 def test_a_slow_stream_reader_does_not_block_other_requests(server: MistralCompatibleServer) -> None:

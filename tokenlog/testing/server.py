@@ -277,6 +277,10 @@ class _HTTPServer(ThreadingHTTPServer):
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # Headers and body leave in one send (the buffer is flushed after each answer, and after each stream event),
+    # and TCP_NODELAY: otherwise Nagle holds the second send ~40 ms for the client's delayed ACK, every request.
+    wbufsize = 64 * 1024
+    disable_nagle_algorithm = True
     server: _HTTPServer
 
     def log_message(self, format: str, *args: Any) -> None:
