@@ -23,6 +23,8 @@ from .pricing import PricingError
 __all__ = ["CommandError", "main"]
 
 DEFAULT_LOG = "mistral_usage_log.csv"
+DEMO_LOG = "tokenlog-demo.csv"
+"""Where ``tokenlog demo`` writes unless told ``--log FILE``: apart from the user's own log."""
 
 
 class CommandError(Exception):
@@ -123,8 +125,7 @@ def _report(args: argparse.Namespace) -> int:
     files = args.files or [_default_log()]
     if not args.files and not os.path.exists(files[0]):
         raise CommandError(
-            f"{files[0]}: no such file. Run your program (or `tokenlog demo`) to write it, or name a log: "
-            "tokenlog report FILE"
+            f"{files[0]}: no such file. Run your program to write it, or name a log: tokenlog report FILE"
         )
     report = build_report(
         files, group_by=by, since=since, until=until, models=_split(args.model), prices=load_prices(args.prices)
@@ -313,10 +314,13 @@ def _check_readable(paths: Sequence[str]) -> None:
 def _add_demo(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     demo = _command(commands, _demo)
     demo.add_argument(
+        "--log",
         "-o",
         "--output",
-        default=_default_log(),
-        help=f"the CSV file to append to (default: $TOKENLOG_FILE or ./{DEFAULT_LOG})",
+        dest="log",
+        default=DEMO_LOG,
+        metavar="FILE",
+        help=f"the CSV file to append to (default: ./{DEMO_LOG}; never $TOKENLOG_FILE or ./{DEFAULT_LOG})",
     )
     demo.add_argument(
         "--processes", type=int, metavar="N", help="worker processes sharing the log (default: 3; with --live, 0)"
@@ -327,12 +331,12 @@ def _add_demo(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
 
 
 def _demo(args: argparse.Namespace) -> int:
-    """make real mistralai SDK calls against a local server, write the usage log, report it (offline).
+    """make real mistralai SDK calls against a local server, write them to a log of its own, report it (offline).
 
     Start a Mistral-compatible server on 127.0.0.1, call it with the mistralai SDK through @track_usage and
-    usage_session() (sync, async, FIM, embeddings, and worker processes sharing the log), write the usage log,
-    and print its report. No API key, no network. With --live, make the same calls to the real Mistral API with
-    $MISTRAL_API_KEY instead.
+    usage_session() (sync, async, FIM, embeddings, and worker processes sharing the log), append the rows to
+    ./tokenlog-demo.csv (or --log FILE; never to your own log), and print its report. No API key, no network. With
+    --live, make the same calls to the real Mistral API with $MISTRAL_API_KEY instead.
     """
     from .demo import run_demo, run_live_demo
     from .logs.report import build_report, render
@@ -348,29 +352,26 @@ def _demo(args: argparse.Namespace) -> int:
         )
     if args.live:
         try:
-            session = run_live_demo(args.output, api_key, processes=processes)
+            session = run_live_demo(args.log, api_key, processes=processes)
         except Exception as exc:  # the network, the key, the account: the SDK says which
             raise CommandError(f"a live call failed: {type(exc).__name__}: {exc}", status=1) from None
     else:
-        session = run_demo(args.output, processes=processes)
+        session = run_demo(args.log, processes=processes)
     cost = "unknown" if session.cost is None else f"${session.cost:.6f}"
-    report = build_report([args.output])
+    report = build_report([args.log])
     print(
         f"tokenlog demo: {session.calls} calls in this process ({session.total_tokens} tokens, estimated {cost}) "
-        f"and {processes} worker process(es), all appended to {args.output}, which now holds "
+        f"and {processes} worker process(es), all appended to {args.log}, which now holds "
         f"{report.total.calls} rows.\n"
     )
     sys.stdout.write(render(report, "table", color=_color(sys.stdout)))
+    print(
+        f"\nThe demo's log is {args.log}, apart from yours ({DEFAULT_LOG}, $TOKENLOG_FILE): read it with "
+        f"`tokenlog report {args.log}`; --log FILE writes elsewhere."
+    )
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; returns the exit status."""
-    args = _parser().parse_args(argv)
-    try:
-        status: int = args.run(args)
-        sys.stdout.flush()
-    except (CommandError, LogFileError, PricingError) as exc:
 def _add_serve(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     serve = _command(commands, _serve)
     serve.add_argument("--host", default="127.0.0.1", help="the address to listen on (default: 127.0.0.1)")
@@ -395,6 +396,13 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    args = _parser().parse_args(argv)
+    try:
+        status: int = args.run(args)
+        sys.stdout.flush()
+    except (CommandError, LogFileError, PricingError) as exc:
         print(f"tokenlog {args.command}: {exc}", file=sys.stderr)
         return exc.status if isinstance(exc, CommandError) else 2
     except BrokenPipeError:  # `tokenlog report | head`: the reader left; end quietly, as Unix tools do

@@ -3,7 +3,8 @@
 The demo makes real :mod:`mistralai` SDK calls (``Mistral(server_url=...)``) through
 :func:`~tokenlog.track_usage` and :func:`~tokenlog.usage_session`: a plain chat call, an async call,
 a FIM call, an embeddings call, and a few worker processes that share the same CSV file. It writes
-``mistral_usage_log.csv`` (or ``$TOKENLOG_FILE``) and returns the session it recorded in, so the
+only to the file it is given (``tokenlog demo``: ``./tokenlog-demo.csv``, never the user's
+``mistral_usage_log.csv`` or ``$TOKENLOG_FILE``) and returns the session it recorded in, so the
 caller can print what it spent. Nothing leaves 127.0.0.1. :func:`run_live_demo` makes the same calls
 to the real Mistral API instead, with your API key.
 """

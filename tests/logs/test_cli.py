@@ -39,7 +39,8 @@ def test_demo_writes_a_valid_log_offline_and_prints_its_report(tmp_path: Path) -
 
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""
-    rows = read_rows(tmp_path / "mistral_usage_log.csv")
+    assert not (tmp_path / "mistral_usage_log.csv").exists()
+    rows = read_rows(tmp_path / "tokenlog-demo.csv")
     # 3 chat + 3 async chat + 1 stream + 1 FIM + 1 embeddings + 1 undecorated chat here, 2 workers x 4 calls.
     assert len(rows) == 10 + 2 * 4
     assert tuple(rows[0]) == MANDATORY_COLUMNS
@@ -47,9 +48,7 @@ def test_demo_writes_a_valid_log_offline_and_prints_its_report(tmp_path: Path) -
     assert models == {"mistral-small-latest", "mistral-large-latest", "codestral-latest", "mistral-embed"}
     lines = result.stdout.splitlines()
     assert lines[0].startswith("tokenlog demo: 10 calls in this process (")
-    assert lines[0].endswith(
-        "and 2 worker process(es), all appended to mistral_usage_log.csv, which now holds 18 rows."
-    )
+    assert lines[0].endswith("and 2 worker process(es), all appended to tokenlog-demo.csv, which now holds 18 rows.")
     assert lines[2].split()[:2] == ["model", "calls"]  # the report, by model, with the estimated cost
     table = {line.split()[0]: line.split() for line in lines[4:8]}
     assert set(table) == models
@@ -58,8 +57,12 @@ def test_demo_writes_a_valid_log_offline_and_prints_its_report(tmp_path: Path) -
     assert all(cells[-1] != "unknown" for cells in table.values())
     total = sum(int(row["TotalTokens"]) for row in rows)
     assert next(line for line in lines if line.startswith("total ")).split()[4] == str(total)
-    assert "18 calls in mistral_usage_log.csv" in result.stdout
-    assert run("validate", "mistral_usage_log.csv", cwd=tmp_path).returncode == 0
+    assert "18 calls in tokenlog-demo.csv" in result.stdout
+    assert lines[-1] == (
+        "The demo's log is tokenlog-demo.csv, apart from yours (mistral_usage_log.csv, $TOKENLOG_FILE): "
+        "read it with `tokenlog report tokenlog-demo.csv`; --log FILE writes elsewhere."
+    )
+    assert run("validate", "tokenlog-demo.csv", cwd=tmp_path).returncode == 0
 
 
 def test_demo_runs_in_a_fresh_environment_with_nothing_but_127_0_0_1(tmp_path: Path) -> None:
@@ -71,7 +74,7 @@ def test_demo_runs_in_a_fresh_environment_with_nothing_but_127_0_0_1(tmp_path: P
     fresh |= {"ALL_PROXY": nowhere, "HTTPS_PROXY": nowhere, "HTTP_PROXY": nowhere}
     result = run("demo", cwd=tmp_path, env=fresh, inherit=False)
     assert result.returncode == 0, result.stderr
-    assert len(read_rows(tmp_path / "mistral_usage_log.csv")) == 10 + 3 * 4
+    assert len(read_rows(tmp_path / "tokenlog-demo.csv")) == 10 + 3 * 4
 
 
 def test_demo_live_without_an_api_key_is_a_usage_error(tmp_path: Path) -> None:
@@ -87,12 +90,28 @@ def test_demo_refuses_a_negative_number_of_processes(tmp_path: Path) -> None:
     assert "--processes must be >= 0" in result.stderr
 
 
-def test_demo_honours_tokenlog_file_and_appends(tmp_path: Path) -> None:
+def test_demo_never_writes_the_users_log_nor_tokenlog_file_and_appends_to_its_own(tmp_path: Path) -> None:
+    users = tmp_path / "mistral_usage_log.csv"
+    users.write_text(",".join(MANDATORY_COLUMNS) + "\n2026-06-01T10:00:00.000000+00:00,team-model,1,2,3\n")
+    before = users.read_bytes()
+    team = tmp_path / "team.csv"
+    for _ in range(2):
+        result = run("demo", "--processes", "0", cwd=tmp_path, env={"TOKENLOG_FILE": str(team)})
+        assert result.returncode == 0, result.stderr
+    assert users.read_bytes() == before
+    assert not team.exists()
+    demo_log = tmp_path / "tokenlog-demo.csv"
+    assert len(read_rows(demo_log)) == 20
+    assert demo_log.read_text().count("TimestampUTC") == 1
+
+
+def test_demo_log_option_chooses_its_file(tmp_path: Path) -> None:
     log = tmp_path / "logs" / "usage.csv"
     log.parent.mkdir()
-    for _ in range(2):
-        result = run("demo", "--processes", "0", cwd=tmp_path, env={"TOKENLOG_FILE": str(log)})
-        assert result.returncode == 0, result.stderr
-    assert len(read_rows(log)) == 20
-    assert log.read_text().count("TimestampUTC") == 1
+    result = run("demo", "--processes", "1", "--log", str(log), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert len(read_rows(log)) == 10 + 4
+    assert not (tmp_path / "tokenlog-demo.csv").exists()
     assert not (tmp_path / "mistral_usage_log.csv").exists()
+    assert "and 1 worker process(es), all appended to " in result.stdout
+    assert result.stdout.splitlines()[-1].startswith(f"The demo's log is {log}, apart from yours")

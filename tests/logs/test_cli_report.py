@@ -244,7 +244,7 @@ def test_an_empty_log_or_no_matching_rows_say_so(tmp_path: Path) -> None:
     ("args", "message"),
     [
         (["missing.csv"], "tokenlog report: missing.csv: no such file"),
-        ([], "mistral_usage_log.csv: no such file. Run your program (or `tokenlog demo`)"),
+        ([], "mistral_usage_log.csv: no such file. Run your program to write it, or name a log: tokenlog report FILE"),
         (["--by", "week"], "--by week: expected one of model, day, hour, session, function"),
         (["--since", "yesterday"], "--since: 'yesterday' is not a date or time"),
         (["--format", "xml"], "invalid choice: 'xml'"),
