@@ -215,6 +215,11 @@ def _add_repair(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         metavar="SECONDS",
         help="how long to wait for writers to let go of the file's lock (default: 10)",
     )
+    repair.add_argument(
+        "--normalize",
+        action="store_true",
+        help="also rewrite timestamps in another ISO 8601 form (Z, +02:00) in UTC, as 2026-06-01T10:00:00.000000+00:00",
+    )
 
 
 def _repair(args: argparse.Namespace) -> int:
@@ -235,7 +240,7 @@ def _repair(args: argparse.Namespace) -> int:
     status = 0
     for path in args.files:
         try:
-            result = repair_log(path, lock_timeout=args.lock_timeout)
+            result = repair_log(path, lock_timeout=args.lock_timeout, normalize=args.normalize)
         except RepairError as exc:
             raise CommandError(str(exc)) from None
         for moved in result.moved:
@@ -246,8 +251,10 @@ def _repair(args: argparse.Namespace) -> int:
                 f"MOVED: {len(result.moved):,} broken line(s) of {path} to {result.side} (lines "
                 f"{', '.join(map(str, result.moved))}); {path} keeps its header and {result.rows:,} rows"
             )
-        else:
+        elif not result.normalized:
             print(f"OK: {path} has no broken lines ({result.rows:,} rows); nothing changed")
+        for note in result.timestamp_notes():
+            print(note)
         for problem in result.header_problems:
             print(f"note: the header is left as it is: {problem}")
     return status

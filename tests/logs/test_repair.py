@@ -68,6 +68,61 @@ def test_a_broken_line_moves_to_the_side_file_verbatim_with_its_line_number_and_
     assert run_tokenlog("validate", str(path), cwd=tmp_path).returncode == 0
 
 
+OTHER_FORMS = [
+    "2026-06-01T10:00:01Z,mistral-small-latest,12,5,17",
+    "2026-06-01T12:00:02.5+02:00,mistral-small-latest,1,1,2",
+    "2026-06-01 10:00:03.123456+00:00,mistral-small-latest,2,2,4",
+]
+
+
+def test_whole_rows_with_timestamps_in_another_iso_form_stay_in_place(tmp_path: Path) -> None:
+    path = tmp_path / "usage.csv"
+    kept = f"{LOG_HEADER}\n{LOG_ROW}\n" + "".join(row + "\n" for row in OTHER_FORMS)
+    path.write_text(kept + "2026-06-01T10:00:04Z,mistral-sm\n")  # and one line cut short
+    status, output = repair(str(path), cwd=tmp_path)
+    assert status == 1, output
+    assert f"MOVED: 1 broken line(s) of {path}" in output
+    assert "(lines 6)" in output
+    assert path.read_text() == kept
+    assert "tokenlog repair --normalize" in output  # says how to rewrite the timestamps
+
+
+def test_a_log_of_z_timestamps_is_not_emptied(tmp_path: Path) -> None:
+    path = tmp_path / "usage.csv"
+    text = f"{LOG_HEADER}\n" + "".join(f"2026-06-01T10:00:0{i}Z,mistral-small-latest,1,1,2\n" for i in range(5))
+    path.write_text(text)
+    status, output = repair(str(path), cwd=tmp_path)
+    assert status == 0, output
+    assert path.read_text() == text
+    assert not (tmp_path / "usage.broken.csv").exists()
+
+
+def test_normalize_rewrites_timestamps_in_utc_and_the_log_then_validates(tmp_path: Path) -> None:
+    path = tmp_path / "usage.csv"
+    path.write_text(f"{LOG_HEADER}\n{LOG_ROW}\n" + "".join(row + "\n" for row in OTHER_FORMS))
+    assert run_tokenlog("validate", str(path), cwd=tmp_path).returncode == 1
+    status, output = repair("--normalize", str(path), cwd=tmp_path)
+    assert status == 0, output
+    assert f"NORMALIZED: 3 timestamp(s) of {path} in UTC (lines 3, 4, 5)" in output
+    assert path.read_text() == (
+        f"{LOG_HEADER}\n{LOG_ROW}\n"
+        "2026-06-01T10:00:01.000000+00:00,mistral-small-latest,12,5,17\n"
+        "2026-06-01T10:00:02.500000+00:00,mistral-small-latest,1,1,2\n"
+        "2026-06-01T10:00:03.123456+00:00,mistral-small-latest,2,2,4\n"
+    )
+    assert not (tmp_path / "usage.broken.csv").exists()
+    assert run_tokenlog("validate", str(path), cwd=tmp_path).returncode == 0
+
+
+def test_normalize_of_a_log_already_in_utc_changes_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "usage.csv"
+    path.write_text(f"{LOG_HEADER}\n{LOG_ROW}\n")
+    before = os.stat(path)
+    status, output = repair("--normalize", str(path), cwd=tmp_path)
+    assert (status, os.stat(path).st_ino) == (0, before.st_ino)
+    assert "nothing changed" in output
+
+
 def test_bytes_that_are_not_utf8_are_kept_exactly(tmp_path: Path) -> None:
     path = tmp_path / "usage.csv"
     bad = b"2026-06-01T10:00:02+00:00,caf\xe9\xff,1,1,2\n"

@@ -2,9 +2,11 @@
 
 A broken line is one that ``tokenlog validate`` reports an error for: a line cut short by a killed
 writer, a wrong number of fields, counts that are not counts, a NUL byte, a header repeated by
-``cat``, a blank line. The header and every valid row stay where they were, in order, byte for
-byte; each broken line goes, verbatim, to ``<stem>.broken<ext>`` beside the log (``usage.csv`` ->
-``usage.broken.csv``), after a line that says where it was and why.
+``cat``, a blank line. A whole row whose timestamp is in another valid ISO 8601 form (``Z``,
+``+02:00``) is not broken: it stays, and ``normalize=True`` (``tokenlog repair --normalize``)
+rewrites its timestamp as ``2023-10-27T10:30:00.123456+00:00``. The header and every other row stay
+where they were, in order, byte for byte; each broken line goes, verbatim, to ``<stem>.broken<ext>``
+beside the log (``usage.csv`` -> ``usage.broken.csv``), after a line that says where it was and why.
 
 It is safe while programs are writing to the log: the repair holds the same lock as the sinks
 (``flock`` on the file) from the first byte it reads until the repaired file has replaced the old
@@ -27,7 +29,7 @@ from typing import BinaryIO
 
 from .._append import AppendState, LockedAppendFile
 from ..errors import SinkError
-from ..format import MANDATORY_COLUMNS
+from ..format import MANDATORY_COLUMNS, utc_timestamp
 from .validate import LogCheck, LogRecord, Problem
 
 __all__ = ["RepairError", "RepairResult", "broken_path", "repair_log"]
@@ -51,13 +53,33 @@ class Moved:
 
 @dataclass
 class RepairResult:
-    """What :func:`repair_log` did. ``moved`` is empty when nothing was broken (the file is untouched)."""
+    """What :func:`repair_log` did. The file is untouched when ``moved`` and ``normalized`` are empty."""
 
     path: str
     side: str
     rows: int = 0
     moved: list[Moved] = field(default_factory=list)
+    normalized: list[int] = field(default_factory=list)
+    """The lines whose timestamp was rewritten in UTC (``normalize=True``)."""
+    other_forms: list[int] = field(default_factory=list)
+    """The lines left with a timestamp in another ISO 8601 form (``normalize=False``)."""
     header_problems: list[Problem] = field(default_factory=list)
+
+    def timestamp_notes(self) -> list[str]:
+        """What became of the timestamps in another ISO 8601 form, for ``tokenlog repair`` to print."""
+        notes = []
+        if self.normalized:
+            notes.append(
+                f"NORMALIZED: {len(self.normalized):,} timestamp(s) of {self.path} in UTC "
+                f"(lines {_line_list(self.normalized)})"
+            )
+        if self.other_forms:
+            notes.append(
+                f"note: {len(self.other_forms):,} whole row(s) of {self.path} have a timestamp in another ISO 8601 "
+                f"form (lines {_line_list(self.other_forms)}); they stay. `tokenlog repair --normalize` rewrites "
+                "them in UTC (+00:00), as the mandatory format wants"
+            )
+        return notes
 
 
 def broken_path(path: str) -> str:
@@ -66,8 +88,11 @@ def broken_path(path: str) -> str:
     return f"{root}.broken{ext or '.csv'}"
 
 
-def repair_log(path: str | os.PathLike[str], *, lock_timeout: float = 10.0) -> RepairResult:
+def repair_log(path: str | os.PathLike[str], *, lock_timeout: float = 10.0, normalize: bool = False) -> RepairResult:
     """Move every broken line of the CSV log at ``path`` to its side file; keep the rest in place.
+
+    With ``normalize``, a timestamp in another ISO 8601 form (``Z``, ``+02:00``) is rewritten in UTC as
+    the CSV sink writes it; without, such rows stay as they are (``other_forms`` lists them).
 
     A symbolic link is followed: the file it points to is repaired, and stays where it is. Raises
     :class:`RepairError` if the file is not a tokenlog CSV log, has other hard links (writers of
@@ -80,7 +105,7 @@ def repair_log(path: str | os.PathLike[str], *, lock_timeout: float = 10.0) -> R
     result = RepairResult(real, broken_path(real))
     appender = LockedAppendFile(real, lock_timeout)
     try:
-        appender.append(lambda state: _repair_locked(state, result))
+        appender.append(lambda state: _repair_locked(state, result, normalize))
     except SinkError as exc:
         raise RepairError(f"{exc}; nothing changed") from None
     finally:
@@ -88,7 +113,7 @@ def repair_log(path: str | os.PathLike[str], *, lock_timeout: float = 10.0) -> R
     return result
 
 
-def _repair_locked(state: AppendState, result: RepairResult) -> None:
+def _repair_locked(state: AppendState, result: RepairResult, normalize: bool) -> None:
     """The repair itself, while this process holds the file's lock."""
     if os.fstat(state.fd).st_nlink > 1:
         raise RepairError(
@@ -111,13 +136,20 @@ def _repair_locked(state: AppendState, result: RepairResult) -> None:
                 for record in records:
                     if record.broken:
                         _move(record, result, broken)
-                    else:
-                        kept.writelines(record.raw)
-                        result.rows += 1
-                if not result.moved:
+                        continue
+                    if record.other_form:
+                        if normalize:
+                            record = _normalized(record)
+                            result.normalized.append(record.line)
+                        else:
+                            result.other_forms.append(record.line)
+                    kept.writelines(record.raw)
+                    result.rows += 1
+                if not result.moved and not result.normalized:
                     return
-                broken.seek(0)
-                _append_synced(result.side, broken)
+                if result.moved:
+                    broken.seek(0)
+                    _append_synced(result.side, broken)
                 kept.flush()
                 os.fsync(kept.fileno())
             if _replace(temporary, result.path, os.fstat(state.fd)):
@@ -138,6 +170,15 @@ def _check_header(header: LogRecord, path: str) -> None:
             f"{path} is not a tokenlog CSV log: its first line is {shown!r}, expected the header "
             f"{','.join(MANDATORY_COLUMNS)}. Nothing changed"
         )
+
+
+def _normalized(record: LogRecord) -> LogRecord:
+    """``record`` with its timestamp (the first field, never holding a comma) rewritten in UTC."""
+    first, comma, rest = record.raw[0].partition(b",")
+    stamp = utc_timestamp(first.strip(b'"').decode())
+    if stamp is None:  # never for a record of another form
+        return record
+    return record._replace(raw=[stamp.encode() + comma + rest, *record.raw[1:]], problems=[])
 
 
 def _move(record: LogRecord, result: RepairResult, broken: BinaryIO) -> None:
@@ -179,6 +220,11 @@ def _replace(temporary: str, path: str, old: os.stat_result) -> bool:
     except OSError:
         return False
     return True
+
+
+def _line_list(lines: list[int], shown: int = 10) -> str:
+    more = f", ... ({len(lines) - shown:,} more)" if len(lines) > shown else ""
+    return ", ".join(map(str, lines[:shown])) + more
 
 
 def _one_line(text: str) -> str:

@@ -38,7 +38,7 @@ from typing import BinaryIO, NamedTuple
 
 from ..format import MANDATORY_COLUMNS, utc_timestamp
 
-__all__ = ["LogCheck", "LogRecord", "Problem", "row_problems", "tags_problem", "timestamp_problem"]
+__all__ = ["LogCheck", "LogRecord", "Problem", "other_time_form", "row_problems", "tags_problem", "timestamp_problem"]
 
 _EXPECTED_TIME = "a UTC time like 2023-10-27T10:30:00.123456+00:00"
 _STRICT_TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{3}|\.[0-9]{6})?\+00:00")
@@ -56,6 +56,9 @@ class Problem:
     line: int
     message: str
     warning: bool = False
+    form: bool = False
+    """An error of form only: a timestamp in another valid ISO 8601 form (``Z``, ``+02:00``), which
+    ``tokenlog repair --normalize`` rewrites; the row itself is whole."""
 
     def __str__(self) -> str:
         return f"{self.path}:{self.line}: {'warning: ' if self.warning else ''}{self.message}"
@@ -97,6 +100,18 @@ def timestamp_problem(value: str) -> str | None:
     if offset:
         return f"TimestampUTC {value!r} is not UTC, expected {utc_timestamp(value)}"
     return f"TimestampUTC {value!r} is not written YYYY-MM-DDTHH:MM:SS[.ffffff]+00:00, expected {_EXPECTED_TIME}"
+
+
+_NORMALIZE_HINT = " (`tokenlog repair --normalize` rewrites it)"
+
+
+def other_time_form(value: str) -> bool:
+    """Whether ``value`` is a valid ISO 8601 time with an offset, but not written as the mandatory format writes it.
+
+    >>> other_time_form("2023-10-27T10:30:00Z"), other_time_form("2023-10-27T10:30:00.000000+00:00")
+    (True, False)
+    """
+    return value == value.strip() and timestamp_problem(value) is not None and utc_timestamp(value) is not None
 
 
 def row_problems(cells: Sequence[str]) -> list[str]:
@@ -162,8 +177,14 @@ class LogRecord(NamedTuple):
 
     @property
     def broken(self) -> bool:
-        """True if any of its problems is an error (warnings do not break a record)."""
-        return any(not problem.warning for problem in self.problems)
+        """True if any of its problems is an error of more than form (warnings and a timestamp in another
+        ISO 8601 form do not break a record)."""
+        return any(not problem.warning and not problem.form for problem in self.problems)
+
+    @property
+    def other_form(self) -> bool:
+        """True if it is a whole row whose timestamp is in another ISO 8601 form (``Z``, another offset)."""
+        return not self.broken and any(problem.form for problem in self.problems)
 
 
 class LogCheck:
@@ -323,8 +344,13 @@ class LogCheck:
             yield self._error(line, f"has {len(values)} fields, expected at least {len(MANDATORY_COLUMNS)}")
         if len(values) < len(MANDATORY_COLUMNS):
             return
+        form = _NORMALIZE_HINT if other_time_form(values[0]) else ""
         for message in row_problems(values):
-            yield self._error(line, message)
+            if form and message.startswith("TimestampUTC "):  # timestamp_problem's, given first
+                yield self._error(line, message + form, form=True)
+                form = ""
+            else:
+                yield self._error(line, message)
         if self._tags is not None and self._tags < len(values):
             wrong = tags_problem(values[self._tags])
             if wrong:
@@ -356,9 +382,9 @@ class LogCheck:
         if "\n" in text:
             yield self._warning(line, f"this row spans {text.count(chr(10)) + 1} lines (a quoted line break)")
 
-    def _error(self, line: int, message: str) -> Problem:
+    def _error(self, line: int, message: str, *, form: bool = False) -> Problem:
         self.errors += 1
-        return Problem(self.path, line, message)
+        return Problem(self.path, line, message, form=form)
 
     def _warning(self, line: int, message: str) -> Problem:
         self.warnings += 1
