@@ -13,11 +13,11 @@ import argparse
 import inspect
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import NoReturn
 
 from ._version import __version__
-from .logs.read import LogFileError
+from .logs.read import LogFileError, log_format
 from .pricing import PricingError
 
 __all__ = ["CommandError", "main"]
@@ -161,7 +161,7 @@ def _color(stream: object) -> bool:
 
 def _add_validate(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     validate = _command(commands, _validate)
-    validate.add_argument("files", nargs="+", metavar="FILE", help="the CSV logs to check")
+    validate.add_argument("files", nargs="+", metavar="FILE", help="the logs to check (CSV, JSONL or SQLite)")
     validate.add_argument(
         "--max-errors", type=int, default=0, metavar="N", help="print at most N problems a file (default: all)"
     )
@@ -173,16 +173,17 @@ def _validate(args: argparse.Namespace) -> int:
     Check that each FILE is in the mandatory format: UTF-8 without a byte order mark, the header
     TimestampUTC,Model,PromptTokens,CompletionTokens,TotalTokens first and once, ISO 8601 UTC timestamps, non-
     negative integer counts with TotalTokens = PromptTokens + CompletionTokens, no blank or partial lines.
-    Prints every problem as FILE:LINE: message, then a verdict. Exit status 1 if any file is invalid.
+    Prints every problem as FILE:LINE: message, then a verdict. Exit status 1 if any file is invalid. A JSONL or
+    SQLite log gets the same checks of each row.
     """
     from .logs.validate import LogCheck
 
     if args.max_errors < 0:
         _usage_error(args, "--max-errors must be >= 0")
-    _check_readable(args.files)
+    formats = _check_readable(args.files)
     invalid, rows, errors, warnings = [], 0, 0, 0
-    for path in args.files:
-        check = LogCheck(path)
+    for path, fmt in zip(args.files, formats, strict=True):
+        check: LogCheck | _RecordCheck = LogCheck(path) if fmt == "csv" else _RecordCheck(path)
         shown = 0
         for problem in check.problems():
             shown += 1
@@ -201,8 +202,35 @@ def _validate(args: argparse.Namespace) -> int:
         )
         return 1
     files = f"{args.files[0]} is" if len(args.files) == 1 else f"all {len(args.files)} files are"
-    print(f"OK: {files} in the mandatory format ({rows:,} rows{noted})")
+    if all(fmt == "csv" for fmt in formats):
+        print(f"OK: {files} in the mandatory format ({rows:,} rows{noted})")
+    else:
+        print(
+            f"OK: {files} valid usage logs ({rows:,} rows{noted}); the mandatory format is CSV: "
+            "`tokenlog merge FILE... -o OUT.csv` writes one"
+        )
     return 0
+
+
+class _RecordCheck:
+    """``validate``'s checks of each row, for a JSONL or SQLite log (whose rows a writer cannot cut in two)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.rows = self.errors = self.warnings = 0
+
+    def problems(self) -> Iterator[str]:
+        """Every problem, as ``FILE:LINE: message`` (LINE: the JSONL line, or the SQLite rowid)."""
+        from .logs.read import open_log
+        from .logs.validate import row_problems, tags_problem
+
+        log = open_log(self.path, errors="replace")
+        for cells in log.rows():
+            self.rows += 1
+            found = [log.problem] if log.problem else [*row_problems(cells), tags_problem(cells[9])]
+            for message in filter(None, found):
+                self.errors += 1
+                yield f"{self.path}:{log.line}: {message}"
 
 
 def _add_repair(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -236,9 +264,12 @@ def _repair(args: argparse.Namespace) -> int:
 
     if not args.lock_timeout >= 0:
         _usage_error(args, "--lock-timeout must be >= 0")
-    _check_readable(args.files)
+    formats = _check_readable(args.files)
     status = 0
-    for path in args.files:
+    for path, fmt in zip(args.files, formats, strict=True):
+        if fmt != "csv":
+            _check_whole_rows(path, fmt)
+            continue
         try:
             result = repair_log(path, lock_timeout=args.lock_timeout, normalize=args.normalize)
         except RepairError as exc:
@@ -258,6 +289,21 @@ def _repair(args: argparse.Namespace) -> int:
         for problem in result.header_problems:
             print(f"note: the header is left as it is: {problem}")
     return status
+
+
+def _check_whole_rows(path: str, fmt: str) -> None:
+    """``repair`` of a JSONL or SQLite log: nothing is moved; its rows are checked, and a broken one is reported."""
+    check = _RecordCheck(path)
+    problems = list(check.problems())
+    if problems:
+        print(*problems, sep="\n")
+        stem = os.path.splitext(path)[0]
+        raise CommandError(
+            f"{path}: {check.errors:,} problem(s) in a {fmt.upper()} log, left as they are: repair moves the broken "
+            f"lines of CSV logs only; `tokenlog merge {path} --skip-invalid -o {stem}.csv` writes its valid rows "
+            "to a new CSV log"
+        )
+    print(f"OK: {path} has no broken lines ({check.rows:,} rows); nothing changed")
 
 
 def _add_merge(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -307,8 +353,8 @@ def _merge(args: argparse.Namespace) -> int:
     return 0
 
 
-def _check_readable(paths: Sequence[str]) -> None:
-    """Refuse, before any work, a path that is missing or not a file."""
+def _check_readable(paths: Sequence[str]) -> list[str]:
+    """Refuse, before any work, a path that is missing, not a file, or not a usage log; return their formats."""
     for path in paths:
         if not os.path.exists(path):
             raise CommandError(f"{path}: no such file")
@@ -316,6 +362,7 @@ def _check_readable(paths: Sequence[str]) -> None:
             raise CommandError(f"{path}: is a directory, expected a usage log file")
         if not os.access(path, os.R_OK):
             raise CommandError(f"{path}: cannot be read (permission denied)")
+    return [log_format(path) for path in paths]
 
 
 def _add_demo(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -1,7 +1,8 @@
 """Read a usage log in any of tokenlog's formats (CSV, JSONL, SQLite) as rows of CSV cells.
 
 Every format reads the same way, so the commands that read logs (``report``, ``merge``) have one
-code path: :func:`open_log` finds the format (by the file's extension, else by its first bytes),
+code path: :func:`open_log` finds the format with :func:`log_format` (the test every command uses: the
+file's first bytes, its extension, its first line; anything else is refused alike),
 :attr:`UsageLog.columns` names the columns in CSV terms (``TimestampUTC``, ``Model``, ...), and
 :meth:`UsageLog.rows` yields each row as a list of strings, as the CSV file would hold them. A JSONL
 line or an SQLite row with the keys of :class:`~tokenlog.UsageRecord` becomes the same cells the
@@ -28,9 +29,16 @@ from typing import TextIO
 
 from ..format import ALL_COLUMNS, MANDATORY_COLUMNS, RECORD_KEYS, SUFFIXES
 
-__all__ = ["LogFileError", "UsageLog", "open_log"]
+__all__ = ["EXPECTED", "LogFileError", "UsageLog", "log_format", "open_log"]
 
 _SQLITE_MAGIC = b"SQLite format 3\x00"
+_FIRST_LINE = 64 * 1024  # enough for any header or record; a longer first line is not a usage log's
+
+EXPECTED = (
+    f"expected a usage log: CSV with the header {','.join(MANDATORY_COLUMNS)}, JSONL (one JSON object a line, "
+    "as JsonlSink writes) or SQLite (a table 'usage', as SqliteSink writes)"
+)
+"""What every reading command says it expected when a file is none of the formats the sinks write."""
 
 
 class LogFileError(Exception):
@@ -99,7 +107,7 @@ class UsageLog:
                     continue
                 self.line = number
                 try:
-                    item = json.loads(line)
+                    item = json.loads(line.rstrip("\r\n"))  # cut short: "Unterminated string"
                 except ValueError as exc:
                     item = exc
                 if isinstance(item, dict):
@@ -130,16 +138,7 @@ def open_log(path: str | os.PathLike[str], *, errors: str = "strict") -> UsageLo
     ``"replace"``). A UTF-8 byte order mark is skipped.
     """
     name = os.fspath(path)
-    if os.path.isdir(name):
-        raise LogFileError(f"{name}: is a directory, expected a usage log file")
-    try:
-        with open(name, "rb") as handle:
-            head = handle.read(len(_SQLITE_MAGIC))
-    except FileNotFoundError:
-        raise LogFileError(f"{name}: no such file") from None
-    except OSError as exc:
-        raise LogFileError(f"{name}: cannot read: {exc.strerror or exc}") from None
-    fmt = SUFFIXES.get(Path(name).suffix.lower()) or _sniff(head)
+    fmt = log_format(name)
     if fmt == "sqlite":
         _check_sqlite(name)
     if fmt != "csv":
@@ -147,12 +146,59 @@ def open_log(path: str | os.PathLike[str], *, errors: str = "strict") -> UsageLo
     return UsageLog(name, fmt, _csv_header(name, errors), errors)
 
 
-def _sniff(head: bytes) -> str:
-    if head.startswith(_SQLITE_MAGIC):
+def log_format(path: str | os.PathLike[str]) -> str:
+    """The format of the log at ``path``: ``"csv"``, ``"jsonl"`` or ``"sqlite"``, the one test every command uses.
+
+    A file that starts as an SQLite database is one. Otherwise the extension decides (``.csv``; ``.jsonl``,
+    ``.ndjson``; ``.db``, ``.sqlite``, ``.sqlite3``), and without a known one the first line: a JSON object
+    is JSONL, a line with the five mandatory columns (or an empty file) is CSV. Anything else (a JSON
+    document, binary data, a ``.db`` that is not SQLite) raises :class:`LogFileError`, whose message says what
+    the file is and ends with :data:`EXPECTED`. A ``.csv`` or ``.jsonl`` file is not checked further here:
+    ``validate`` names what is wrong in it, line by line.
+    """
+    name = os.fspath(path)
+    if os.path.isdir(name):
+        raise LogFileError(f"{name}: is a directory, expected a usage log file")
+    try:
+        with open(name, "rb") as handle:
+            first = handle.readline(_FIRST_LINE)
+    except FileNotFoundError:
+        raise LogFileError(f"{name}: no such file") from None
+    except OSError as exc:
+        raise LogFileError(f"{name}: cannot read: {exc.strerror or exc}") from None
+    if first.startswith(_SQLITE_MAGIC):
         return "sqlite"
-    if head.lstrip().startswith(b"{"):
-        return "jsonl"
-    return "csv"
+    suffix = Path(name).suffix.lower()
+    fmt = SUFFIXES.get(suffix)
+    if fmt == "sqlite" and first:
+        raise LogFileError(f"{name}: a {suffix} file that is not an SQLite database; {EXPECTED}")
+    if fmt is not None:
+        return fmt
+    return _sniff(name, first)
+
+
+def _sniff(name: str, first: bytes) -> str:
+    """The format of a file without a known extension, from its first line."""
+    try:
+        text = first.decode("utf-8-sig").strip()
+    except UnicodeDecodeError:
+        text = "\0"
+    if "\0" in text:
+        raise LogFileError(f"{name}: binary data, not text; {EXPECTED}")
+    if not text:
+        return "csv"  # an empty file: a log with no rows yet
+    if text.startswith(("{", "[")):
+        try:
+            item = json.loads(text)
+        except ValueError:
+            item = None
+        if isinstance(item, dict):
+            return "jsonl"
+        raise LogFileError(f"{name}: a JSON document, not one JSON object a line; {EXPECTED}")
+    header = next(csv.reader([text]), [])
+    if all(column in header for column in MANDATORY_COLUMNS):
+        return "csv"
+    raise LogFileError(f"{name}: its first line {text[:80]!r} is not a usage log's header; {EXPECTED}")
 
 
 def _open_text(path: str, errors: str) -> TextIO:
@@ -164,7 +210,7 @@ def _csv_header(path: str, errors: str) -> tuple[str, ...]:
         with _open_text(path, errors) as handle:
             header = next(csv.reader(handle), None)
     except (UnicodeDecodeError, csv.Error) as exc:
-        raise LogFileError(f"{path}: the header line cannot be read: {exc}") from None
+        raise LogFileError(f"{path}: the header line cannot be read ({exc}); {EXPECTED}") from None
     if header is None:
         return MANDATORY_COLUMNS  # an empty file: a log with no rows yet
     missing = [column for column in MANDATORY_COLUMNS if column not in header]
@@ -188,13 +234,13 @@ def _check_sqlite(path: str) -> None:
     try:
         present = {row[1] for row in connection.execute("PRAGMA table_info(usage)")}
     except sqlite3.Error as exc:
-        raise LogFileError(f"{path}: not a readable SQLite database: {exc}") from None
+        raise LogFileError(f"{path}: not a readable SQLite database ({exc}); {EXPECTED}") from None
     finally:
         connection.close()
     missing = [key for key in RECORD_KEYS[: len(MANDATORY_COLUMNS)] if key not in present]
     if missing:
         what = "no table 'usage'" if not present else f"the table 'usage' has no {', '.join(missing)} column"
-        raise LogFileError(f"{path}: {what}: not a tokenlog SQLite log")
+        raise LogFileError(f"{path}: {what}: not a tokenlog SQLite log; {EXPECTED}")
 
 
 def _cells(values: Sequence[object]) -> list[str]:
