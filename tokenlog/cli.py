@@ -20,7 +20,7 @@ from ._version import __version__
 from .logs.read import LogFileError, log_format
 from .pricing import PricingError
 
-__all__ = ["CommandError", "main"]
+__all__ = ["CommandError", "HelpFormatter", "main"]
 
 DEFAULT_LOG = "mistral_usage_log.csv"
 DEMO_LOG = "tokenlog-demo.csv"
@@ -54,16 +54,42 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Wraps descriptions to the terminal as argparse does, and prints the examples epilog as written."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        if text.startswith("examples:\n"):
+            return super()._fill_text(text, width, indent)  # raw: one example a line
+        return argparse.HelpFormatter._fill_text(self, text, width, indent)
+
+
+_EXAMPLES = {
+    "report": ("tokenlog report --by day,model --since 2026-06-01", "tokenlog report usage.jsonl --format markdown"),
+    "validate": ("tokenlog validate mistral_usage_log.csv", "tokenlog validate --max-errors 5 laptop.csv server.csv"),
+    "repair": ("tokenlog repair mistral_usage_log.csv", "tokenlog repair --lock-timeout 30 usage.csv"),
+    "merge": ("tokenlog merge laptop.csv server.csv -o team.csv", "tokenlog merge *.csv --skip-invalid -o all.csv"),
+    "demo": ("tokenlog demo --processes 0", "tokenlog demo --log /tmp/demo.csv"),
+    "serve": ("tokenlog serve --port 8000", "tokenlog serve --host 0.0.0.0 --port 8080"),
+}
+"""Two command lines for each command, shown at the end of its ``--help`` (a test parses each one)."""
+
+
 def _command(
     commands: argparse._SubParsersAction[argparse.ArgumentParser], run: Callable[[argparse.Namespace], int]
 ) -> argparse.ArgumentParser:
     """The subcommand named after ``run`` (``_report``: ``report``), which runs it.
 
-    Its one-line help is the first line of ``run``'s docstring (without the full stop), its description the rest.
+    Its one-line help is the first line of ``run``'s docstring (without the full stop), its description the rest
+    (wrapped), and its epilog its two examples.
     """
+    name = run.__name__.lstrip("_")
     summary, _, details = inspect.cleandoc(run.__doc__ or "").partition("\n\n")
     parser = commands.add_parser(
-        run.__name__.lstrip("_"), help=summary.rstrip("."), description=" ".join(details.split())
+        name,
+        help=summary.rstrip("."),
+        description=" ".join(details.split()),
+        epilog="examples:\n" + "\n".join(f"  {example}" for example in _EXAMPLES[name]),
+        formatter_class=HelpFormatter,
     )
     parser.set_defaults(run=run, parser=parser)
     return parser

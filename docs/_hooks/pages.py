@@ -31,7 +31,9 @@ writes this page (`docs/benchmarks.md`).
 
 
 def _formatter(prog: str) -> argparse.HelpFormatter:
-    return argparse.HelpFormatter(prog, width=HELP_WIDTH)
+    from tokenlog.cli import HelpFormatter  # the program's own: the examples at the end stay one a line
+
+    return HelpFormatter(prog, width=HELP_WIDTH)
 
 
 def cli_parsers() -> list[tuple[str, argparse.ArgumentParser]]:
