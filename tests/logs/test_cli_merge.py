@@ -319,3 +319,66 @@ def test_a_directory_that_cannot_be_written_is_one_line_not_a_traceback(tmp_path
     assert result.returncode == 1
     assert "Permission denied" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+SAME_ROWS_WORKER = textwrap.dedent(
+    """
+    import datetime, sys
+    import tokenlog
+
+    path, rows = sys.argv[1], int(sys.argv[2])
+    when = datetime.datetime(2026, 6, 1, 9, 0, 0, 123456, tzinfo=datetime.timezone.utc)
+    sink = tokenlog.CsvSink(path)
+    for _ in range(rows):  # the same call, in the same microsecond, as another process writes it
+        sink.write(tokenlog.UsageRecord(when, "mistral-small-latest", 10, 5, 15))
+    """
+)
+
+
+def write_identical_rows_from_two_processes(path: Path, rows: int) -> None:
+    processes = [subprocess.Popen([sys.executable, "-c", SAME_ROWS_WORKER, str(path), str(rows)]) for _ in range(2)]
+    for process in processes:
+        assert process.wait(timeout=120) == 0
+
+
+def test_identical_rows_two_processes_wrote_into_one_file_are_each_a_call(tmp_path: Path) -> None:
+    log = tmp_path / "usage.csv"
+    write_identical_rows_from_two_processes(log, 200)
+    other = write_csv(tmp_path / "other.csv", [record(5)])
+    assert len(read_rows(log)) == 400
+    result = merge(str(log), str(other), "-o", "out.csv", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert len(read_rows(tmp_path / "out.csv")) == 401  # none of the 401 calls dropped
+
+
+def test_a_copied_log_or_an_input_given_twice_adds_nothing(tmp_path: Path) -> None:
+    log = tmp_path / "usage.csv"
+    write_identical_rows_from_two_processes(log, 50)
+    write_csv(log, [record(1), record(2)])
+    copy = tmp_path / "copy.csv"
+    shutil.copy(log, copy)
+    result = merge(str(log), str(copy), str(log), "-o", "out.csv", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert Counter(map(tuple, map(dict.items, read_rows(tmp_path / "out.csv")))) == Counter(
+        map(tuple, map(dict.items, read_rows(log)))
+    )
+
+
+def test_rows_without_an_id_merge_as_the_input_that_holds_each_most_often(tmp_path: Path) -> None:
+    first = write_csv(tmp_path / "a.csv", [record(0), record(0), record(1)])
+    second = write_csv(tmp_path / "b.csv", [record(0), record(1), record(1), record(1), record(2)])
+    result = merge(str(first), str(second), "-o", "out.csv", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    seconds = [row["TimestampUTC"][17:19] for row in read_rows(tmp_path / "out.csv")]
+    assert seconds == ["00", "00", "01", "01", "01", "02"]
+
+
+def test_rows_with_a_request_id_are_duplicates_across_inputs_when_the_id_repeats(tmp_path: Path) -> None:
+    extra = ("LatencyMs", "RequestId")
+    first = write_csv(
+        tmp_path / "a.csv", [record(0, request_id="r1", latency_ms=1.0), record(0, request_id="r2")], extra
+    )
+    second = write_csv(tmp_path / "b.csv", [record(0, request_id="r1", latency_ms=2.0)], extra)  # another sink's copy
+    result = merge(str(first), str(second), "-o", "out.csv", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert [row["RequestId"] for row in read_rows(tmp_path / "out.csv")] == ["r1", "r2"]

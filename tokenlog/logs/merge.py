@@ -1,12 +1,16 @@
-"""``tokenlog merge``: many usage logs into one valid CSV file, sorted by time, without exact duplicates.
+"""``tokenlog merge``: many usage logs into one valid CSV file, sorted by time, each call once.
 
 The inputs may be CSV, JSONL or SQLite logs (see :mod:`tokenlog.logs.read`). The output is a CSV log
 that ``tokenlog validate`` passes: the five mandatory columns first, then every optional column
 (``Session``, ``Function``, ...) that any input has, in the CSV sink's order, then any other named
 columns in the order they were first seen; a row from an input without a column has it empty.
 Timestamps are written in UTC as ``2023-10-27T10:30:00.123456+00:00`` (an input's ``Z`` or other
-offset is converted), counts as plain integers. Rows that are equal in every output column after
-that are written once.
+offset is converted), counts as plain integers.
+
+No call is dropped. Within one input every line is a call: two processes can write identical rows in
+the same microsecond. Across inputs, rows of one timestamp with a ``RequestId`` are duplicates when the
+id repeats; rows without one merge as a multiset union: each distinct row as many times as the input
+that holds it most often. So a copied log, or one input given twice, adds nothing.
 
 Memory stays bounded: rows are sorted in runs of :data:`RUN_ROWS`; when there is more than one run,
 each is spilled to a temporary file and the runs are merged from disk. The output is written to a
@@ -20,6 +24,7 @@ import csv
 import heapq
 import os
 import tempfile
+from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from operator import itemgetter
@@ -87,7 +92,9 @@ def merge_logs(
         runs = _sorted_runs(logs, columns, result, Path(spill), run_rows)
         if result.problems and not skip_invalid:
             return result
-        _write_atomically(Path(result.output), columns, _unique(heapq.merge(*runs, key=_by_time), result))
+        ids = columns.index("RequestId") if "RequestId" in columns else None
+        rows = _unique(heapq.merge(*runs, key=_by_time), ids, result)
+        _write_atomically(Path(result.output), columns, rows)
     result.written = True
     return result
 
@@ -98,9 +105,10 @@ def _sorted_runs(
     """Read every input once; return the rows as sorted runs (the last one in memory, the rest on disk)."""
     runs: list[Iterable[tuple[str, ...]]] = []
     batch: list[tuple[str, ...]] = []
-    for log in logs:
+    for number, log in enumerate(logs):
+        source = (str(number),)  # the row's input, last: duplicates are told apart by it (see _unique)
         for row in _rows(log, columns, result):
-            batch.append(row)
+            batch.append(row + source)
             if len(batch) >= run_rows:
                 batch.sort(key=_by_time)
                 runs.append(_spill(batch, spill / f"run-{len(runs)}.csv"))
@@ -209,19 +217,45 @@ def _spill(rows: list[tuple[str, ...]], path: Path) -> Iterator[tuple[str, ...]]
     return read_back()
 
 
-def _unique(rows: Iterable[tuple[str, ...]], result: MergeResult) -> Iterator[tuple[str, ...]]:
-    """Rows in time order without exact duplicates (equal rows share a timestamp, so they are adjacent)."""
-    stamp = None
-    seen: set[tuple[str, ...]] = set()
+def _unique(rows: Iterable[tuple[str, ...]], ids: int | None, result: MergeResult) -> Iterator[tuple[str, ...]]:
+    """Rows in time order, each call once; each row ends with its input's number, which is dropped here.
+
+    A row and its duplicates share a timestamp, so they are in one group of adjacent rows: only that group
+    is held in memory.
+    """
+    group: list[tuple[str, ...]] = []
     for row in rows:
-        if row[0] != stamp:
-            stamp, seen = row[0], set()
-        if row in seen:
+        if group and row[0] != group[0][0]:
+            yield from _calls(group, ids, result)
+            group = []
+        group.append(row)
+    yield from _calls(group, ids, result)
+
+
+def _calls(group: list[tuple[str, ...]], ids: int | None, result: MergeResult) -> Iterator[tuple[str, ...]]:
+    """The calls among rows of one timestamp: each key (its request id, else the whole row) as many times as the
+    input that holds it most often, in the order first seen."""
+    counts: Counter[tuple[object, str]] = Counter()  # (key, input): rows
+    for row in group:
+        counts[_key(row, ids), row[-1]] += 1
+    wanted: Counter[object] = Counter()
+    for (key, _source), count in counts.items():
+        wanted[key] = max(wanted[key], count)
+    for row in group:
+        key = _key(row, ids)
+        if wanted[key] > 0:
+            wanted[key] -= 1
+            result.rows_written += 1
+            yield row[:-1]
+        else:
             result.duplicates += 1
-            continue
-        seen.add(row)
-        result.rows_written += 1
-        yield row
+
+
+def _key(row: tuple[str, ...], ids: int | None) -> object:
+    """What makes two rows one call: the request id if the row has one, else every cell (the input's aside)."""
+    if ids is not None and row[ids]:
+        return ("id", row[ids])
+    return row[:-1]
 
 
 def _write_atomically(path: Path, columns: Sequence[str], rows: Iterable[Sequence[str]]) -> None:
