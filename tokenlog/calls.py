@@ -18,7 +18,7 @@ from typing import Any
 
 from . import config, route, streams
 from .delivery.guard import Destination
-from .errors import SinkError, warn
+from .errors import SinkError, article, warn
 from .extract import response_id
 from .identity import recorded
 from .scopes import OpenScopes, current
@@ -76,13 +76,9 @@ class Tracker:
             kind: type = result if isinstance(result, type) else type(result)
             name = kind.__qualname__
             warn(
-                f"{self.function} returned {_article(name)} {name} without token usage, so no row was "
+                f"{self.function} returned {article(name)} without token usage, so no row was "
                 f"written (shown once per function){_stream_hint(kind) if streamed else ''}"
             )
-
-
-def _article(word: str) -> str:
-    return "an" if word[:1].lower() in "aeiou" else "a"
 
 
 def _stream_hint(kind: type) -> str:

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import NoReturn
 
 from ._version import __version__
+from .errors import article, counted
 from .logs.read import LogFileError, log_format
 from .pricing import PricingError
 
@@ -159,7 +160,7 @@ def _report(args: argparse.Namespace) -> int:
     sys.stdout.write(render(report, args.format, color=args.format == "table" and _color(sys.stdout)))
     if report.skipped:
         print(
-            f"tokenlog report: skipped {report.skipped:,} row(s) that are not usage rows; check the file with "
+            f"tokenlog report: skipped {counted(report.skipped, 'row')} that are not usage rows; check the file with "
             "`tokenlog validate`. First:",
             *report.examples,
             sep="\n  ",
@@ -216,23 +217,25 @@ def _validate(args: argparse.Namespace) -> int:
             if not args.max_errors or shown <= args.max_errors:
                 print(problem)
         if args.max_errors and shown > args.max_errors:
-            print(f"{path}: {shown - args.max_errors:,} more problem(s) not shown")
+            print(f"{path}: {counted(shown - args.max_errors, 'more problem')} not shown")
         rows, errors, warnings = rows + check.rows, errors + check.errors, warnings + check.warnings
         if check.errors:
             invalid.append(path)
-    noted = f", {warnings:,} warning(s)" if warnings else ""
+    noted = f", {counted(warnings, 'warning')}" if warnings else ""
     if invalid:
         print(
-            f"FAILED: {errors:,} error(s) in {', '.join(invalid)} ({len(invalid)} of {len(args.files)} file(s), "
-            f"{rows:,} rows{noted}); a strict reader would reject them"
+            f"FAILED: {counted(errors, 'error')} in {', '.join(invalid)} "
+            f"({len(invalid)} of {counted(len(args.files), 'file')}, "
+            f"{counted(rows, 'row')}{noted}); a strict reader would reject them"
         )
         return 1
     files = f"{args.files[0]} is" if len(args.files) == 1 else f"all {len(args.files)} files are"
     if all(fmt == "csv" for fmt in formats):
-        print(f"OK: {files} in the mandatory format ({rows:,} rows{noted})")
+        print(f"OK: {files} in the mandatory format ({counted(rows, 'row')}{noted})")
     else:
         print(
-            f"OK: {files} valid usage logs ({rows:,} rows{noted}); the mandatory format is CSV: "
+            f"OK: {files} {'a valid usage log' if len(args.files) == 1 else 'valid usage logs'} "
+            f"({counted(rows, 'row')}{noted}); the mandatory format is CSV: "
             "`tokenlog merge FILE... -o OUT.csv` writes one"
         )
     return 0
@@ -305,16 +308,19 @@ def _repair(args: argparse.Namespace) -> int:
         if result.moved:
             status = 1
             print(
-                f"MOVED: {len(result.moved):,} broken line(s) of {path} to {result.side} (lines "
-                f"{', '.join(map(str, result.moved))}); {path} keeps its header and {result.rows:,} rows"
+                f"MOVED: {counted(len(result.moved), 'broken line')} of {path} to {result.side} (lines "
+                f"{', '.join(map(str, result.moved))}); {path} keeps its header and {counted(result.rows, 'row')}"
             )
         elif not result.normalized:
-            print(f"OK: {path} has no broken lines ({result.rows:,} rows); nothing changed")
+            print(f"OK: {path} has no broken lines ({counted(result.rows, 'row')}); nothing changed")
         for note in result.timestamp_notes():
             print(note)
         for problem in result.header_problems:
             print(f"note: the header is left as it is: {problem}")
     return status
+
+
+_FORMAT_NAMES = {"csv": "CSV", "jsonl": "JSONL", "sqlite": "SQLite"}
 
 
 def _check_whole_rows(path: str, fmt: str) -> None:
@@ -325,11 +331,12 @@ def _check_whole_rows(path: str, fmt: str) -> None:
         print(*problems, sep="\n")
         stem = os.path.splitext(path)[0]
         raise CommandError(
-            f"{path}: {check.errors:,} problem(s) in a {fmt.upper()} log, left as they are: repair moves the broken "
+            f"{path}: {counted(check.errors, 'problem')} in {article(_FORMAT_NAMES.get(fmt, fmt))} log, left as they "
+            "are: repair moves the broken "
             f"lines of CSV logs only; `tokenlog merge {path} --skip-invalid -o {stem}.csv` writes its valid rows "
             "to a new CSV log"
         )
-    print(f"OK: {path} has no broken lines ({check.rows:,} rows); nothing changed")
+    print(f"OK: {path} has no broken lines ({counted(check.rows, 'row')}); nothing changed")
 
 
 def _add_merge(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -365,16 +372,17 @@ def _merge(args: argparse.Namespace) -> int:
     if not result.written:
         print(*result.problems, sep="\n", file=sys.stderr)
         raise CommandError(
-            f"{result.invalid_rows:,} invalid row(s), nothing written. Fix them (`tokenlog validate` shows "
+            f"{counted(result.invalid_rows, 'invalid row')}, nothing written. Fix them (`tokenlog validate` shows "
             "them all), or leave them out with --skip-invalid",
             status=1,
         )
     for problem in result.problems:
         print(f"skipped {problem}", file=sys.stderr)
-    skipped = f", {result.invalid_rows:,} invalid row(s) skipped" if result.invalid_rows else ""
+    skipped = f", {counted(result.invalid_rows, 'invalid row')} skipped" if result.invalid_rows else ""
     print(
-        f"Merged {result.rows_read:,} rows from {len(args.files)} file(s) into {output}: {result.rows_written:,} "
-        f"rows, {result.duplicates:,} exact duplicate(s) removed{skipped}. Columns: {','.join(result.columns)}"
+        f"Merged {counted(result.rows_read, 'row')} from {counted(len(args.files), 'file')} into {output}: "
+        f"{counted(result.rows_written, 'row')}, {counted(result.duplicates, 'exact duplicate')} removed{skipped}. "
+        f"Columns: {','.join(result.columns)}"
     )
     return 0
 
@@ -440,9 +448,10 @@ def _demo(args: argparse.Namespace) -> int:
     cost = "unknown" if session.cost is None else f"${session.cost:.6f}"
     report = build_report([args.log])
     print(
-        f"tokenlog demo: {session.calls} calls in this process ({session.total_tokens} tokens, estimated {cost}) "
-        f"and {processes} worker process(es), all appended to {args.log}, which now holds "
-        f"{report.total.calls} rows.\n"
+        f"tokenlog demo: {counted(session.calls, 'call')} in this process "
+        f"({counted(session.total_tokens, 'token')}, estimated {cost}) "
+        f"and {counted(processes, 'worker process', 'worker processes')}, all appended to {args.log}, which now holds "
+        f"{counted(report.total.calls, 'row')}.\n"
     )
     sys.stdout.write(render(report, "table", color=_color(sys.stdout)))
     print(

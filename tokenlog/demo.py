@@ -17,6 +17,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from .errors import counted
 from .session import UsageSession, usage_session
 from .track import track_usage
 
@@ -143,6 +144,8 @@ def _make_calls(
         worker.join()
     failed = [worker.exitcode for worker in workers if worker.exitcode != 0]
     if failed:
-        raise RuntimeError(f"{len(failed)} demo worker process(es) failed with exit codes {failed}")
+        raise RuntimeError(
+            f"{counted(len(failed), 'demo worker process', 'demo worker processes')} failed with exit codes {failed}"
+        )
     flush()
     return session

@@ -6,7 +6,7 @@ import os
 import sys
 import warnings
 
-__all__ = ["SinkError", "TokenlogWarning", "warn"]
+__all__ = ["SinkError", "TokenlogWarning", "article", "counted", "warn"]
 
 
 class TokenlogWarning(UserWarning):
@@ -48,3 +48,13 @@ def warn(message: str, category: type[Warning] = TokenlogWarning) -> None:
         module=module_globals.get("__name__", "<unknown>"),
         registry=module_globals.setdefault("__warningregistry__", {}),
     )
+
+
+def counted(count: int, noun: str, plural: str | None = None) -> str:
+    """``count`` and ``noun`` as a message says them: ``1 row``, ``2 rows``, ``1,204 worker processes``."""
+    return f"{count:,} {noun if count == 1 else plural or noun + 's'}"
+
+
+def article(word: str) -> str:
+    """``word`` with its indefinite article, by its first letter: ``a dict``, ``an OCRResponse``, ``an SQLite log``."""
+    return f"{'an' if word[:1].lower() in 'aeiou' or word.startswith(('SQL', 'HTTP')) else 'a'} {word}"

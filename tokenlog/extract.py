@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from typing import NamedTuple
 
-from .errors import warn
+from .errors import article, warn
 from .record import MAX_COUNT, UsageRecord, are_counts
 
 __all__ = ["Reading", "extract_usage", "read_usage", "response_id", "stream_chunk_usage"]
@@ -118,7 +118,7 @@ def read_usage(obj: object) -> Reading | None:
         usage, response, anchor = located
         return _read(usage, response, anchor)
     except Exception as exc:  # an object whose attributes raise must not break the caller
-        _warn(f"could not read usage from a {type(obj).__qualname__}: {exc!r}; no row written")
+        _warn(f"could not read usage from {article(type(obj).__qualname__)}: {exc!r}; no row written")
         return None
 
 

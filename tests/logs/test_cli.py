@@ -48,7 +48,7 @@ def test_demo_writes_a_valid_log_offline_and_prints_its_report(tmp_path: Path) -
     assert models == {"mistral-small-latest", "mistral-large-latest", "codestral-latest", "mistral-embed"}
     lines = result.stdout.splitlines()
     assert lines[0].startswith("tokenlog demo: 10 calls in this process (")
-    assert lines[0].endswith("and 2 worker process(es), all appended to tokenlog-demo.csv, which now holds 18 rows.")
+    assert lines[0].endswith("and 2 worker processes, all appended to tokenlog-demo.csv, which now holds 18 rows.")
     assert lines[2].split()[:2] == ["model", "calls"]  # the report, by model, with the estimated cost
     table = {line.split()[0]: line.split() for line in lines[4:8]}
     assert set(table) == models
@@ -113,5 +113,5 @@ def test_demo_log_option_chooses_its_file(tmp_path: Path) -> None:
     assert len(read_rows(log)) == 10 + 4
     assert not (tmp_path / "tokenlog-demo.csv").exists()
     assert not (tmp_path / "mistral_usage_log.csv").exists()
-    assert "and 1 worker process(es), all appended to " in result.stdout
+    assert "and 1 worker process, all appended to " in result.stdout
     assert result.stdout.splitlines()[-1].startswith(f"The demo's log is {log}, apart from yours")

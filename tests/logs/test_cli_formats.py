@@ -118,3 +118,17 @@ def test_every_command_refuses_what_is_not_a_usage_log_in_one_line_with_exit_2(
     assert EXPECTED in result.stderr
     assert (tmp_path / name).read_bytes() == data
     assert not (tmp_path / "merged.csv").exists()
+
+
+def test_messages_count_and_name_things_right() -> None:
+    from tokenlog.errors import article, counted
+
+    assert [counted(n, "row") for n in (0, 1, 2, 1204)] == ["0 rows", "1 row", "2 rows", "1,204 rows"]
+    assert counted(1, "worker process", "worker processes") == "1 worker process"
+    assert counted(3, "worker process", "worker processes") == "3 worker processes"
+    assert [article(w) for w in ("dict", "OCRResponse", "SQLite", "EventStream")] == [
+        "a dict",
+        "an OCRResponse",
+        "an SQLite",
+        "an EventStream",
+    ]

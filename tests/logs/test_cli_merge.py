@@ -75,7 +75,7 @@ def test_logs_written_by_several_processes_merge_into_one_valid_sorted_file(tmp_
     result = merge(*inputs, "-o", "merged.csv", cwd=tmp_path)
 
     assert result.returncode == 0, result.stderr
-    assert "Merged 1,200 rows from 4 file(s) into merged.csv: 1,200 rows, 0 exact duplicate(s) removed" in result.stdout
+    assert "Merged 1,200 rows from 4 files into merged.csv: 1,200 rows, 0 exact duplicates removed" in result.stdout
     merged = tmp_path / "merged.csv"
     rows = read_rows(merged)
     assert merged.read_text().splitlines()[0] == f"{HEADER},Session,Function"
@@ -99,7 +99,7 @@ def test_exact_duplicates_are_written_once_and_near_duplicates_kept(tmp_path: Pa
     result = merge(str(first), str(second), "-o", "out.csv", cwd=tmp_path)
 
     assert result.returncode == 0, result.stderr
-    assert "7 rows from 2 file(s) into out.csv: 5 rows, 2 exact duplicate(s) removed" in result.stdout
+    assert "7 rows from 2 files into out.csv: 5 rows, 2 exact duplicates removed" in result.stdout
     rows = read_rows(tmp_path / "out.csv")
     assert [(row["TimestampUTC"][17:19], row["PromptTokens"]) for row in rows] == [
         ("00", "10"),
@@ -136,7 +136,7 @@ def test_jsonl_and_sqlite_logs_merge_with_csv_logs(tmp_path: Path) -> None:
 
     assert result.returncode == 0, result.stderr
     rows = read_rows(tmp_path / "out.csv")
-    assert "5 rows from 3 file(s) into out.csv: 4 rows, 1 exact duplicate(s) removed" in result.stdout  # record(3)
+    assert "5 rows from 3 files into out.csv: 4 rows, 1 exact duplicate removed" in result.stdout  # record(3)
     assert [row["TimestampUTC"][17:19] for row in rows] == ["00", "01", "02", "03"]
     assert rows[1]["Session"] == "s"
     assert rows[1]["RequestId"] == "r1"
@@ -173,12 +173,12 @@ def test_invalid_rows_stop_the_merge_and_nothing_is_written(tmp_path: Path) -> N
     assert f"{source}:4: TotalTokens is 3, expected 2" in result.stderr
     assert f"{source}:5: TimestampUTC '2026-06-01T10:00:00' has no UTC offset" in result.stderr
     assert f"{source}:6: the last line has no line break" in result.stderr
-    assert "tokenlog merge: 3 invalid row(s), nothing written" in result.stderr
+    assert "tokenlog merge: 3 invalid rows, nothing written" in result.stderr
     assert result.stdout == ""
 
     skipping = merge(str(source), "-o", "out.csv", "--skip-invalid", cwd=tmp_path)
     assert skipping.returncode == 0
-    assert "3 invalid row(s) skipped" in skipping.stdout
+    assert "3 invalid rows skipped" in skipping.stdout
     assert f"skipped {source}:4: TotalTokens is 3" in skipping.stderr
     assert len(read_rows(tmp_path / "out.csv")) == 2
 

@@ -88,7 +88,7 @@ def test_the_default_log_is_reported_as_an_aligned_table_by_model(tmp_path: Path
     assert next(line for line in lines if line.startswith("total ")).split()[1:5] == ["8", "1,408", "439", "1,847"]
     assert len({len(line) for line in lines[:8] if not line.startswith("-")}) == 1  # every row equally wide
     assert "8 calls in mistral_usage_log.csv, from 2026-06-01 22:30:00 to 2026-06-02 05:30:00 UTC." in lines
-    assert "Cost unknown for team-finetune (1 calls): add a price with --prices FILE." in lines
+    assert "Cost unknown for team-finetune (1 call): add a price with --prices FILE." in lines
     assert "\x1b[" not in result.stdout  # piped: plain text
 
 
@@ -209,7 +209,7 @@ def test_rows_that_are_not_usage_rows_are_skipped_and_named_on_stderr(tmp_path: 
     assert result.returncode == 0
     assert json.loads(result.stdout)["total"]["calls"] == 3
     assert json.loads(result.stdout)["skipped_rows"] == 3
-    assert "skipped 3 row(s)" in result.stderr
+    assert "skipped 3 rows" in result.stderr
     assert f"{path}:5: PromptTokens is 'abc', expected a non-negative integer" in result.stderr
     assert f"{path}:6: TimestampUTC is '2026-06-03T00:00:00', expected an ISO 8601 time with a UTC offset" in (
         result.stderr

@@ -139,7 +139,8 @@ def test_each_kind_of_broken_file_fails_at_its_line(tmp_path: Path, kind: str) -
     assert result.returncode == 1, result.stdout
     problems = [text for text in result.stdout.splitlines() if text.startswith(f"{path}:")]
     assert any(text.startswith(f"{path}:{line}: ") and message in text for text in problems), problems
-    assert result.stdout.splitlines()[-1].startswith(f"FAILED: {len(problems)} error(s) in {path}")
+    errors = f"{len(problems)} error{'' if len(problems) == 1 else 's'}"
+    assert result.stdout.splitlines()[-1].startswith(f"FAILED: {errors} in {path}")
     assert "Traceback" not in result.stderr
 
 
@@ -161,11 +162,11 @@ def test_every_problem_is_printed_and_the_verdict_names_the_bad_files(tmp_path: 
     assert result.returncode == 1
     # totals 0, 1, 2, 3, 4, 5 on lines 2 to 7: only 2 (on line 4) is 1 + 1
     assert [line.split(":")[1] for line in result.stdout.splitlines()[:-1]] == ["2", "3", "5", "6", "7"]
-    verdict = f"FAILED: 5 error(s) in {bad} (1 of 2 file(s), 7 rows); a strict reader would reject them"
+    verdict = f"FAILED: 5 errors in {bad} (1 of 2 files, 7 rows); a strict reader would reject them"
     assert result.stdout.splitlines()[-1] == verdict
     limited = run_tokenlog("validate", "--max-errors", "2", str(bad), cwd=tmp_path)
     assert limited.returncode == 1
-    assert limited.stdout.splitlines()[2] == f"{bad}: 3 more problem(s) not shown"
+    assert limited.stdout.splitlines()[2] == f"{bad}: 3 more problems not shown"
 
 
 def test_quoting_the_mandatory_columns_is_a_warning_not_an_error(tmp_path: Path) -> None:
@@ -174,7 +175,7 @@ def test_quoting_the_mandatory_columns_is_a_warning_not_an_error(tmp_path: Path)
     result = validate(path, cwd=tmp_path)
     assert result.returncode == 0
     assert f"{path}:2: warning: Model is quoted" in result.stdout
-    assert "1 warning(s)" in result.stdout.splitlines()[-1]
+    assert "1 warning" in result.stdout.splitlines()[-1]
 
 
 @pytest.mark.parametrize(

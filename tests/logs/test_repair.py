@@ -36,7 +36,7 @@ def test_a_valid_log_is_left_untouched_and_exits_0(tmp_path: Path) -> None:
     before = os.stat(path)
     status, output = repair(str(path), cwd=tmp_path)
     assert status == 0
-    assert f"OK: {path} has no broken lines (1 rows); nothing changed" in output
+    assert f"OK: {path} has no broken lines (1 row); nothing changed" in output
     assert os.stat(path).st_ino == before.st_ino  # not even rewritten
     assert not (tmp_path / "usage.broken.csv").exists()
 
@@ -60,7 +60,7 @@ def test_a_broken_line_moves_to_the_side_file_verbatim_with_its_line_number_and_
     path.write_bytes(f"{LOG_HEADER}\n{LOG_ROW}\n".encode() + bad + f"{ROW2}\n".encode())
     status, output = repair(str(path), cwd=tmp_path)
     assert status == 1, output
-    assert f"MOVED: 1 broken line(s) of {path} to {tmp_path / 'usage.broken.csv'} (lines 3)" in output
+    assert f"MOVED: 1 broken line of {path} to {tmp_path / 'usage.broken.csv'} (lines 3)" in output
     assert path.read_text() == f"{LOG_HEADER}\n{LOG_ROW}\n{ROW2}\n"
     ((note, moved),) = notes_and_lines(tmp_path / "usage.broken.csv")
     assert re.fullmatch(rf"# tokenlog repair, \S+: {re.escape(str(path))} line 3: .+\n", note)
@@ -81,7 +81,7 @@ def test_whole_rows_with_timestamps_in_another_iso_form_stay_in_place(tmp_path: 
     path.write_text(kept + "2026-06-01T10:00:04Z,mistral-sm\n")  # and one line cut short
     status, output = repair(str(path), cwd=tmp_path)
     assert status == 1, output
-    assert f"MOVED: 1 broken line(s) of {path}" in output
+    assert f"MOVED: 1 broken line of {path}" in output
     assert "(lines 6)" in output
     assert path.read_text() == kept
     assert "tokenlog repair --normalize" in output  # says how to rewrite the timestamps
@@ -103,7 +103,7 @@ def test_normalize_rewrites_timestamps_in_utc_and_the_log_then_validates(tmp_pat
     assert run_tokenlog("validate", str(path), cwd=tmp_path).returncode == 1
     status, output = repair("--normalize", str(path), cwd=tmp_path)
     assert status == 0, output
-    assert f"NORMALIZED: 3 timestamp(s) of {path} in UTC (lines 3, 4, 5)" in output
+    assert f"NORMALIZED: 3 timestamps of {path} in UTC (lines 3, 4, 5)" in output
     assert path.read_text() == (
         f"{LOG_HEADER}\n{LOG_ROW}\n"
         "2026-06-01T10:00:01.000000+00:00,mistral-small-latest,12,5,17\n"

@@ -255,7 +255,8 @@ def test_repair_moves_the_cut_lines_verbatim_and_leaves_a_valid_log(killed: Kill
     result = run_tokenlog("repair", str(path), cwd=tmp_path)
 
     assert result.returncode == (1 if cut else 0), result.stderr
-    assert f"MOVED: {len(cut)} broken line(s) of {path} to {tmp_path / 'usage.broken.csv'}" in result.stdout
+    lines = f"{len(cut)} broken line{'' if len(cut) == 1 else 's'}"
+    assert f"MOVED: {lines} of {path} to {tmp_path / 'usage.broken.csv'}" in result.stdout
     assert path.read_bytes() == b"".join(line for number, line in enumerate(original, 1) if number not in cut)
     side = (tmp_path / "usage.broken.csv").read_bytes().splitlines(keepends=True)
     assert len(side) == 2 * len(cut)

@@ -28,7 +28,7 @@ from datetime import datetime, timezone
 from typing import BinaryIO
 
 from .._append import AppendState, LockedAppendFile
-from ..errors import SinkError
+from ..errors import SinkError, counted
 from ..format import MANDATORY_COLUMNS, utc_timestamp
 from .validate import LogCheck, LogRecord, Problem
 
@@ -70,12 +70,13 @@ class RepairResult:
         notes = []
         if self.normalized:
             notes.append(
-                f"NORMALIZED: {len(self.normalized):,} timestamp(s) of {self.path} in UTC "
+                f"NORMALIZED: {counted(len(self.normalized), 'timestamp')} of {self.path} in UTC "
                 f"(lines {_line_list(self.normalized)})"
             )
         if self.other_forms:
             notes.append(
-                f"note: {len(self.other_forms):,} whole row(s) of {self.path} have a timestamp in another ISO 8601 "
+                f"note: {counted(len(self.other_forms), 'whole row')} of {self.path} "
+                f"{'has' if len(self.other_forms) == 1 else 'have'} a timestamp in another ISO 8601 "
                 f"form (lines {_line_list(self.other_forms)}); they stay. `tokenlog repair --normalize` rewrites "
                 "them in UTC (+00:00), as the mandatory format wants"
             )

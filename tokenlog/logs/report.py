@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 
+from ..errors import counted
 from ..format import utc_timestamp
 from ..pricing import PriceTable, default_prices
 from .read import UsageLog, open_log
@@ -382,11 +383,13 @@ def _notes(report: Report) -> list[str]:
     if report.first is None or report.last is None:
         notes = [f"No calls in {files}" + (" match the filters." if any(report.filters.values()) else ".")]
     else:
-        calls = f"{report.total.calls:,} call" + ("" if report.total.calls == 1 else "s")
+        calls = counted(report.total.calls, "call")
         notes = [f"{calls} in {files}, from {_when(report.first)} to {_when(report.last)} UTC."]
     notes.append(f"Cost: estimated with {report.prices.describe()}.")
     if report.unpriced:
-        unknown = ", ".join(f"{model or '(no model)'} ({calls:,} calls)" for model, calls in report.unpriced.items())
+        unknown = ", ".join(
+            f"{model or '(no model)'} ({counted(calls, 'call')})" for model, calls in report.unpriced.items()
+        )
         notes.append(f"Cost unknown for {unknown}: add a price with --prices FILE.")
     return notes
 
