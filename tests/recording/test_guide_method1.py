@@ -53,9 +53,6 @@ def _run_guide(server: MistralCompatibleServer, cwd: Path, prompts: list[str]) -
     return [json.loads(line) for line in out.splitlines()]
 
 
-@pytest.mark.xfail(
-    strict=True, reason="recording SDK calls inside a decorated function: lands with issue 15's recording part"
-)
 def test_the_guides_method1_script_writes_one_row_per_successful_call(
     server: MistralCompatibleServer, tmp_path: Path
 ) -> None:
