@@ -149,10 +149,10 @@ class Call:
         Most HTTP requests are not model calls: one without usage is neither counted nor warned about.
         """
         if self.tracker.record(response, self.started, None, None):
-            request_id = response_id(response)
+            request_id = response_id(response)  # parses the body once more: once for both uses below
             if request_id is not None:
                 recorded.remember_reply(request_id)
-            self._recorded(response)
+            self._recorded(response, request_id)
         return response
 
     def _record_each(self, result: object, kwargs: Mapping[str, Any]) -> bool:
@@ -174,12 +174,14 @@ class Call:
                 self._recorded(item)
         return found
 
-    def _recorded(self, response: object) -> None:
+    def _recorded(self, response: object, request_id: str | None = None) -> None:
+        """This call recorded ``response`` (``None``: a stream); ``request_id``, if known already, is its id."""
         self.recorded = True
         outer = self.outer
         if outer is not None:
             outer.recorded = True
-            request_id = None if response is None else response_id(response)
+            if request_id is None and response is not None:
+                request_id = response_id(response)
             if request_id is not None:
                 outer.inner = (request_id,) if outer.inner is None else (*outer.inner, request_id)
 
