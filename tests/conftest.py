@@ -1,5 +1,6 @@
 """Every test starts in its own empty directory with tokenlog's defaults and no TOKENLOG_* variables.
 
+``XDG_STATE_HOME`` is the test's own (where rows unwritten at exit may be saved; child processes inherit it).
 Between tests ``tokenlog.testing.reset()`` restores the configuration, uninstruments the SDKs, stops captures,
 forgets which responses were recorded and drops what failing sinks held.
 
@@ -36,6 +37,8 @@ def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]
     for name in list(os.environ):
         if name.startswith("TOKENLOG_"):
             monkeypatch.delenv(name)
+    # rows unwritten at exit may be saved in the user's state directory: the test's, never the real one
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / ".state"))
     monkeypatch.chdir(tmp_path)
     tokenlog.testing.reset()
     yield

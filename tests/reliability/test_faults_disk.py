@@ -66,16 +66,18 @@ SINKS = {  # spec, file name, room: bytes the limit leaves past the file's size 
 
 
 def run_python(script: str, *args: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
-    """Run ``script`` in a new interpreter whose temp directory (where rows unwritten at exit go) is ``tmp_path``."""
+    """Run ``script`` in a new interpreter whose temp directory is ``tmp_path / "temp"`` and whose state directory
+    (where rows unwritten at exit go when the log's own directory takes no file) is ``tmp_path / "state"``."""
     child = subprocess.run(
         [sys.executable, "-c", script, *args],
         capture_output=True,
         text=True,
         timeout=120,
         check=False,
-        env={**os.environ, "TMPDIR": str(tmp_path)},
+        env={**os.environ, "TMPDIR": str(tmp_path / "temp"), "XDG_STATE_HOME": str(tmp_path / "state")},
     )
     assert child.returncode == 0, child.stderr
+    assert not (tmp_path / "temp").exists()  # never the shared temp directory
     return child
 
 
@@ -115,7 +117,7 @@ def test_a_full_disk_never_breaks_the_call_leaves_nothing_half_written_and_catch
 def test_rows_that_never_find_room_are_counted_and_kept_outside_the_log_at_exit(
     tmp_path: Path, kind: str, then: str
 ) -> None:
-    """At exit they go to a file in $TMPDIR, or, when no file can grow there either, to standard error. (Before
+    """At exit they go to a file beside the log, or, when no file can grow there either, to standard error. (Before
     the fix, a temp directory that took no file made the exit handler crash, and the rows were lost unsaid.)"""
     child, path, (while_full,) = run_child(tmp_path, kind, then)
     pending = while_full["pending"]
@@ -171,5 +173,6 @@ def test_a_read_only_file_or_directory_never_breaks_the_call_and_the_rows_are_co
     assert child.stderr.count(": TokenlogWarning: ") == 2  # one when it failed, one at exit
     assert target in child.stderr.split("TokenlogWarning")[0]  # the first names the file
     assert "5 rows could not be written to" in child.stderr
-    (kept,) = tmp_path.glob("tokenlog-unwritten-*.csv")
+    (kept,) = (tmp_path / "state" / "tokenlog").glob("tokenlog-unwritten-*.csv")  # /sys/kernel takes no file
+    assert f"they are in {kept}" in child.stderr
     assert [int(row["PromptTokens"]) for row in csv.DictReader(io.StringIO(kept.read_text()))] == list(range(5))

@@ -240,9 +240,11 @@ def test_rows_still_pending_at_exit_go_to_a_fallback_file_named_in_a_warning(tmp
         text=True,
         timeout=60,
         check=True,
-        env={**os.environ, "TMPDIR": str(tmp_path)},
+        env={**os.environ, "TMPDIR": str(tmp_path / "temp"), "XDG_STATE_HOME": str(tmp_path / "state")},
     )
-    (fallback,) = tmp_path.glob("tokenlog-unwritten-*.csv")
+    # a sink with no file of its own: the rows go to the user's state directory, not the shared temp directory
+    (fallback,) = (tmp_path / "state" / "tokenlog").glob("tokenlog-unwritten-*.csv")
+    assert not (tmp_path / "temp").exists()
     assert str(fallback) in child.stderr
     assert "3 rows could not be written" in child.stderr
     assert [row["PromptTokens"] for row in read_rows(fallback)] == ["0", "1", "2"]
