@@ -37,7 +37,13 @@ class CommandError(Exception):
 
 
 def _default_log() -> str:
-    return os.environ.get("TOKENLOG_FILE") or DEFAULT_LOG
+    """``$TOKENLOG_FILE`` (``~`` expanded), else ``./mistral_usage_log.csv``; exit 2 if its suffix names no format."""
+    try:
+        from .config import default_file  # reading the environment checks TOKENLOG_FILE
+
+        return default_file()
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -2,8 +2,10 @@
 
 Environment variables, read when tokenlog first needs them and again at every ``configure()``:
 
-- ``TOKENLOG_FILE``: the default CSV file (else ``./mistral_usage_log.csv``, made absolute
-  when the first row is written);
+- ``TOKENLOG_FILE``: the default log file (else ``./mistral_usage_log.csv``, made absolute
+  when the first row is written); its suffix says the format (``.csv``, ``.jsonl``/``.ndjson``,
+  ``.db``/``.sqlite``/``.sqlite3``; any other is an error when tokenlog reads the environment), and a
+  leading ``~`` is the home directory;
 - ``TOKENLOG_DISABLE=1``: record nothing at all (decorators pass calls straight through);
 - ``TOKENLOG_ON_ERROR=raise``: strict mode, as ``configure(on_error="raise")``.
 """
@@ -17,11 +19,10 @@ from typing import Literal
 
 from ._fork import fork_safe_lock
 from .delivery.guard import set_strict
-from .format import DEFAULT_FILE
+from .format import DEFAULT_FILE, file_format
 from .sinks import Sink, SinkSpec, resolve_sink
-from .sinks.csv import CsvSink
 
-__all__ = ["configure", "default_sinks"]
+__all__ = ["configure", "default_file", "default_sinks"]
 
 OnError = Literal["warn", "raise"]
 
@@ -34,7 +35,8 @@ class Settings:
 
     enabled: bool
     on_error: OnError
-    sinks: tuple[Sink, ...] | None  # None: the CSV file, created on first use
+    sinks: tuple[Sink, ...] | None  # None: the default file, created on first use
+    default_file: str  # $TOKENLOG_FILE (its suffix checked), else ./mistral_usage_log.csv
 
 
 def _from_environment() -> Settings:
@@ -42,7 +44,16 @@ def _from_environment() -> Settings:
     if on_error not in ("warn", "raise"):
         raise ValueError(f"TOKENLOG_ON_ERROR is {on_error!r}, expected 'warn' or 'raise'")
     enabled = os.environ.get("TOKENLOG_DISABLE", "").strip().lower() not in _TRUE
-    return Settings(enabled=enabled, on_error=on_error, sinks=None)  # type: ignore[arg-type]
+    return Settings(enabled=enabled, on_error=on_error, sinks=None, default_file=default_file())  # type: ignore[arg-type]
+
+
+def default_file() -> str:
+    """The log that gets rows when nobody configured sinks: ``$TOKENLOG_FILE`` (``~`` expanded), else
+    ``mistral_usage_log.csv``. A ``TOKENLOG_FILE`` whose suffix names no format raises ``ValueError``."""
+    path = os.path.expanduser(os.environ.get("TOKENLOG_FILE", "").strip()) or DEFAULT_FILE
+    if path != DEFAULT_FILE:
+        file_format(path, "TOKENLOG_FILE", "; or leave it unset and pass configure(sinks=['csv://FILE'])")
+    return path
 
 
 settings = _from_environment()
@@ -80,6 +91,7 @@ def configure(
             enabled=base.enabled if enabled is None else enabled,
             on_error=on_error or base.on_error,
             sinks=resolved,
+            default_file=base.default_file,
         )
         set_strict(settings.on_error == "raise")
         _default = None
@@ -94,7 +106,7 @@ def default_sinks() -> tuple[Sink, ...]:
     if _default is None:
         with _lock:
             if _default is None:
-                _default = (CsvSink(os.environ.get("TOKENLOG_FILE") or DEFAULT_FILE),)
+                _default = (resolve_sink(settings.default_file),)
     return _default
 
 

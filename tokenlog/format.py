@@ -8,6 +8,7 @@ here, so a change to the format is a change to this one module.
 
 from __future__ import annotations
 
+import os
 import re
 from datetime import datetime, timedelta, timezone
 from typing import NamedTuple
@@ -21,6 +22,7 @@ __all__ = [
     "MANDATORY_COLUMNS",
     "RECORD_KEYS",
     "SUFFIXES",
+    "file_format",
     "iso_timestamp",
     "second_of",
     "utc_timestamp",
@@ -50,6 +52,30 @@ SUFFIXES: dict[str, str] = {
     ".sqlite3": "sqlite",
 }
 """A log file's suffix (lower case) and the format it holds: ``csv``, ``jsonl`` or ``sqlite``."""
+
+KNOWN_SUFFIXES = ".csv (CSV), .jsonl or .ndjson (JSON Lines), .db, .sqlite or .sqlite3 (SQLite)"
+""":data:`SUFFIXES` as a message says them."""
+
+
+def file_format(path: str, what: str, otherwise: str = "") -> str:
+    """The format a log file named ``path`` is written in, from its suffix (:data:`SUFFIXES`).
+
+    A suffix tokenlog does not know (``usage.json``, ``usage.log``, none) raises ``ValueError``: the message
+    starts with ``what`` (where the name came from), names the accepted suffixes, and ends with ``otherwise``
+    (another way to say the format, where there is one).
+
+    >>> file_format("team/usage.NDJSON", "the sink")
+    'jsonl'
+    """
+    suffix = os.path.splitext(path)[1]
+    fmt = SUFFIXES.get(suffix.lower())
+    if fmt is None:
+        found = f"the suffix {suffix!r}" if suffix else "no suffix"
+        raise ValueError(
+            f"{what} {path!r} has {found}, which names no log format tokenlog writes: "
+            f"end the file name in {KNOWN_SUFFIXES}{otherwise}"
+        )
+    return fmt
 
 
 class Second(NamedTuple):

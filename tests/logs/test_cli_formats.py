@@ -132,3 +132,23 @@ def test_messages_count_and_name_things_right() -> None:
         "an SQLite",
         "an EventStream",
     ]
+
+
+def test_report_of_tokenlog_file_reads_it_whatever_format_and_a_tilde_is_home(log: Path, tmp_path: Path) -> None:
+    home = tmp_path.parent / f"{tmp_path.name}-home"
+    home.mkdir()
+    log.rename(home / log.name)
+    result = run("report", cwd=tmp_path, env={"HOME": str(home), "TOKENLOG_FILE": f"~/{log.name}"})
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"3 calls in {home / log.name}" in result.stdout
+
+
+def test_a_tokenlog_file_whose_suffix_names_no_format_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    result = run("report", cwd=tmp_path, env={"TOKENLOG_FILE": "usage.json"})
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert result.stderr == (
+        "tokenlog report: TOKENLOG_FILE 'usage.json' has the suffix '.json', which names no log format tokenlog "
+        "writes: end the file name in .csv (CSV), .jsonl or .ndjson (JSON Lines), .db, .sqlite or .sqlite3 "
+        "(SQLite); or leave it unset and pass configure(sinks=['csv://FILE'])\n"
+    )

@@ -7,6 +7,8 @@ import copy
 import dataclasses
 import functools
 import inspect
+import json
+import os
 import subprocess
 import sys
 import time
@@ -277,6 +279,51 @@ def test_tokenlog_file_moves_the_default_csv(monkeypatch: pytest.MonkeyPatch, tm
     ask()
     assert len(read_rows(target)) == 1
     assert not Path("mistral_usage_log.csv").exists()
+
+
+def test_tokenlog_file_with_a_jsonl_suffix_and_a_tilde_is_a_jsonl_file_in_home(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Before: TOKENLOG_FILE was always a CSV file, and ``~`` a directory named ``~``."""
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    (tmp_path / "home").mkdir()
+    monkeypatch.setenv("TOKENLOG_FILE", "~/usage.jsonl")
+    tokenlog.configure()
+
+    @track_usage
+    def ask() -> dict[str, object]:
+        return chat_response(3, 4)
+
+    ask()
+    (line,) = (tmp_path / "home" / "usage.jsonl").read_text(encoding="utf-8").splitlines()
+    assert json.loads(line)["total_tokens"] == 7
+    assert not Path("~").exists()
+
+
+BAD_TOKENLOG_FILE = """\
+import tokenlog
+
+@tokenlog.track_usage
+def ask():
+    return {"model": "m", "usage": {"prompt_tokens": 1, "completion_tokens": 1}}
+
+ask()
+"""
+
+
+def test_tokenlog_file_whose_suffix_names_no_format_stops_the_program_at_its_first_decorator(tmp_path: Path) -> None:
+    script = tmp_path / "script.py"
+    script.write_text(BAD_TOKENLOG_FILE, encoding="utf-8")
+    env = {**os.environ, "TOKENLOG_FILE": "usage.json"}
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, check=False)
+    assert done.returncode == 1
+    assert f'File "{script}", line 3, in <module>' in done.stderr  # the user's line
+    assert done.stderr.rstrip().endswith(
+        "ValueError: TOKENLOG_FILE 'usage.json' has the suffix '.json', which names no log format tokenlog writes: "
+        "end the file name in .csv (CSV), .jsonl or .ndjson (JSON Lines), .db, .sqlite or .sqlite3 (SQLite); "
+        "or leave it unset and pass configure(sinks=['csv://FILE'])"
+    )
+    assert list(tmp_path.iterdir()) == [script]  # nothing written anywhere, no call made
 
 
 def test_a_sink_given_as_a_path_is_a_csv_file(tmp_path: Path) -> None:

@@ -18,7 +18,7 @@ from tokenlog.sinks import ENTRY_POINT_GROUP, resolve_sink
     ("spec", "kind", "name"),
     [
         ("usage.csv", CsvSink, "usage.csv"),
-        ("usage.log", CsvSink, "usage.log"),
+        ("usage.CSV", CsvSink, "usage.CSV"),
         ("usage.jsonl", JsonlSink, "usage.jsonl"),
         ("usage.NDJSON", JsonlSink, "usage.NDJSON"),
         ("usage.db", SqliteSink, "usage.db"),
@@ -32,6 +32,58 @@ def test_a_path_or_scheme_names_the_sink_and_its_file(tmp_path: Path, spec: str,
     sink = resolve_sink(spec)
     assert type(sink) is kind
     assert sink.path == str(tmp_path / name)  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("spec", "found"),
+    [("usage.json", "the suffix '.json'"), ("usage.log", "the suffix '.log'"), ("usage", "no suffix")],
+)
+def test_a_path_whose_suffix_names_no_format_is_refused_naming_the_accepted_ones(spec: str, found: str) -> None:
+    """Before: any other suffix was silently a CSV file (``usage.json`` got CSV rows)."""
+    with pytest.raises(ValueError, match="names no log format") as refused:
+        resolve_sink(spec)
+    assert str(refused.value) == (
+        f"the sink '{spec}' has {found}, which names no log format tokenlog writes: end the file name in .csv (CSV), "
+        f".jsonl or .ndjson (JSON Lines), .db, .sqlite or .sqlite3 (SQLite), or say the format: "
+        f"'csv://{spec}', 'jsonl://{spec}'"
+    )
+    assert not Path(spec).exists()
+
+
+@pytest.mark.parametrize(
+    ("spec", "fixed"),
+    [
+        ("csv:u.csv", "csv://u.csv"),
+        ("CSV:/var/u.csv", "csv:///var/u.csv"),
+        ("jsonl:u.jsonl", "jsonl://u.jsonl"),
+        ("sqlite:u.db", "sqlite:///u.db"),
+        ("sqlite:/var/u.db", "sqlite:////var/u.db"),
+    ],
+)
+def test_a_scheme_missing_its_slashes_is_refused_with_the_spec_it_meant(spec: str, fixed: str) -> None:
+    """Before: ``csv:u.csv`` was a CSV file named ``csv:u.csv``."""
+    with pytest.raises(ValueError, match="sink missing the '//' after the scheme") as refused:
+        resolve_sink(spec)
+    kind = fixed.split(":")[0]
+    assert str(refused.value) == (
+        f"the sink '{spec}' looks like a {kind} sink missing the '//' after the scheme: '{fixed}'"
+    )
+    resolve_sink(fixed)  # what it says works
+
+
+def test_a_colon_after_an_unknown_name_or_a_drive_letter_is_part_of_the_file_name(tmp_path: Path) -> None:
+    assert resolve_sink("run:3.csv").path == str(tmp_path / "run:3.csv")  # type: ignore[attr-defined]
+    assert resolve_sink("C:usage.csv").path == str(tmp_path / "C:usage.csv")  # type: ignore[attr-defined]
+
+
+def test_a_leading_tilde_is_the_home_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    home = tmp_path / "home"
+    assert resolve_sink("~/usage.csv").path == str(home / "usage.csv")  # type: ignore[attr-defined]
+    assert resolve_sink("csv://~/usage.log").path == str(home / "usage.log")  # type: ignore[attr-defined]
+    assert resolve_sink("jsonl://~/usage.log").path == str(home / "usage.log")  # type: ignore[attr-defined]
+    assert resolve_sink("sqlite:///~/usage.db").path == str(home / "usage.db")  # type: ignore[attr-defined]
+    assert resolve_sink(Path("~/usage.jsonl")).path == str(home / "usage.jsonl")  # type: ignore[attr-defined]
 
 
 def test_a_path_object_is_resolved_by_its_suffix_too(tmp_path: Path) -> None:
