@@ -13,7 +13,7 @@ import argparse
 import inspect
 import os
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import NoReturn
 
 from ._version import __version__
@@ -209,14 +209,14 @@ def _validate(args: argparse.Namespace) -> int:
     Prints every problem as FILE:LINE: message, then a verdict. Exit status 1 if any file is invalid. A JSONL or
     SQLite log gets the same checks of each row.
     """
-    from .logs.validate import LogCheck
+    from .logs.validate import check_for
 
     if args.max_errors < 0:
         _usage_error(args, "--max-errors must be >= 0")
     formats = _check_readable(args.files)
     invalid, rows, errors, warnings = [], 0, 0, 0
     for path, fmt in zip(args.files, formats, strict=True):
-        check: LogCheck | _RecordCheck = LogCheck(path) if fmt == "csv" else _RecordCheck(path)
+        check = check_for(path, fmt)
         shown = 0
         for problem in check.problems():
             shown += 1
@@ -245,27 +245,6 @@ def _validate(args: argparse.Namespace) -> int:
             "`tokenlog merge FILE... -o OUT.csv` writes one"
         )
     return 0
-
-
-class _RecordCheck:
-    """``validate``'s checks of each row, for a JSONL or SQLite log (whose rows a writer cannot cut in two)."""
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self.rows = self.errors = self.warnings = 0
-
-    def problems(self) -> Iterator[str]:
-        """Every problem, as ``FILE:LINE: message`` (LINE: the JSONL line, or the SQLite rowid)."""
-        from .logs.read import open_log
-        from .logs.validate import row_problems, tags_problem
-
-        log = open_log(self.path, errors="replace")
-        for cells in log.rows():
-            self.rows += 1
-            found = [log.problem] if log.problem else [*row_problems(cells), tags_problem(cells[9])]
-            for message in filter(None, found):
-                self.errors += 1
-                yield f"{self.path}:{log.line}: {message}"
 
 
 def _add_repair(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -331,7 +310,9 @@ _FORMAT_NAMES = {"csv": "CSV", "jsonl": "JSONL", "sqlite": "SQLite"}
 
 def _check_whole_rows(path: str, fmt: str) -> None:
     """``repair`` of a JSONL or SQLite log: nothing is moved; its rows are checked, and a broken one is reported."""
-    check = _RecordCheck(path)
+    from .logs.validate import RecordCheck
+
+    check = RecordCheck(path)
     problems = list(check.problems())
     if problems:
         print(*problems, sep="\n")

@@ -38,7 +38,17 @@ from typing import BinaryIO, NamedTuple
 
 from ..format import MANDATORY_COLUMNS, utc_timestamp
 
-__all__ = ["LogCheck", "LogRecord", "Problem", "other_time_form", "row_problems", "tags_problem", "timestamp_problem"]
+__all__ = [
+    "LogCheck",
+    "LogRecord",
+    "Problem",
+    "RecordCheck",
+    "check_for",
+    "other_time_form",
+    "row_problems",
+    "tags_problem",
+    "timestamp_problem",
+]
 
 _EXPECTED_TIME = "a UTC time like 2023-10-27T10:30:00.123456+00:00"
 _STRICT_TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{3}|\.[0-9]{6})?\+00:00")
@@ -389,6 +399,34 @@ class LogCheck:
     def _warning(self, line: int, message: str) -> Problem:
         self.warnings += 1
         return Problem(self.path, line, message, warning=True)
+
+
+class RecordCheck:
+    """The checks of each row, for a JSONL or SQLite log: a writer cannot cut one of its rows in two, so only the
+    values are checked (as :func:`row_problems` and :func:`tags_problem` check a CSV row's). The same interface as
+    :class:`LogCheck`; a problem's line is the JSONL line, or the SQLite rowid."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = os.fspath(path)
+        self.rows = self.errors = self.warnings = 0
+
+    def problems(self) -> Iterator[Problem]:
+        """Every problem, in the order of the rows."""
+        from .read import open_log
+
+        log = open_log(self.path, errors="replace")
+        for cells in log.rows():
+            self.rows += 1
+            found = [log.problem] if log.problem else [*row_problems(cells), tags_problem(cells[9])]
+            for message in filter(None, found):
+                self.errors += 1
+                yield Problem(self.path, log.line, message)
+
+
+def check_for(path: str | os.PathLike[str], fmt: str) -> LogCheck | RecordCheck:
+    """The check of a log in format ``fmt`` (``"csv"``, ``"jsonl"`` or ``"sqlite"``, as
+    :func:`~tokenlog.logs.read.log_format` says): the whole file's form for CSV, each row's values for the others."""
+    return LogCheck(path) if fmt == "csv" else RecordCheck(path)
 
 
 @dataclass(frozen=True)
