@@ -203,6 +203,18 @@ def test_every_command_is_described_in_the_command_line_guide() -> None:
         assert f"`{name}" in guide, f"docs/cli.md does not describe `{name}`"
 
 
+@pytest.mark.parametrize(
+    ("page", "line"), [("README.md", "[The command line]"), ("docs/index.md", "[The command line]")]
+)
+def test_the_first_pages_list_every_command(page: str, line: str) -> None:
+    (listed,) = [
+        text for text in (ROOT / page).read_text(encoding="utf-8").splitlines() if text.startswith(f"- {line}")
+    ]
+    commands = [name.split()[-1] for name, _ in _hooks().cli_parsers()[1:]]  # "tokenlog report" -> "report"
+    missing = [name for name in commands if f"`{name}`" not in listed and f"`tokenlog {name}`" not in listed]
+    assert not missing, f"{page}'s command list leaves out {missing}"
+
+
 # -- environment variables, README -------------------------------------------------------------------------------
 
 

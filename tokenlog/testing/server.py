@@ -63,6 +63,7 @@ __all__ = [
     "MistralCompatibleServer",
     "count_tokens",
     "reply_text",
+    "serve",
 ]
 
 REPLY_WORDS = 8
