@@ -1,7 +1,7 @@
 # The hackathon guide's Method 1 (mistralai 0.x, MistralClient), verbatim except for three lines:
 # `import tokenlog`, `@tokenlog.track_usage` on the function (which replaces the guide's own `log_usage_to_csv`
 # call), and `endpoint=` on the client: mistralai 0.4.2 reads no endpoint variable, and tests/recording/
-# test_guide_method1.py points it at the local server through MISTRAL_SERVER_URL (the real API when unset).
+# test_guide_scripts.py points it at the local server through MISTRAL_SERVER_URL (the real API when unset).
 import os
 
 from mistralai.client import MistralClient

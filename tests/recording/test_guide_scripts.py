@@ -1,8 +1,9 @@
-"""The hackathon guide's Method 1 script (mistralai 0.x, ``MistralClient``) with one decorator writes one row per
-successful call; runs where mistralai 0.x is installed (CI installs 0.4.2 beside tokenlog, see ``.ci/run``).
+"""The hackathon guide's two scripts, each with one decorator, write one row per successful call and none for a
+failed one: Method 1 (mistralai 0.x, ``MistralClient``; runs where mistralai 0.x is installed: CI installs 0.4.2
+beside tokenlog, see ``.ci/run``) and Method 2 (``requests.post``; runs everywhere).
 
-The script, tests/recording/guide_method1.py, runs in its own Python process, as a user runs it, against the
-local server; its function returns the reply's text, not the response.
+Each script (tests/recording/guide_method1.py, guide_method2.py) runs in its own Python process, as a user runs
+it, against the local server; its function returns the reply's text, not the response.
 """
 
 from __future__ import annotations
@@ -19,9 +20,11 @@ from tests.helpers import read_rows
 from tests.sdk import MISTRAL_MAJOR
 from tokenlog.testing.server import MistralCompatibleServer, count_tokens, reply_text
 
-pytestmark = pytest.mark.skipif(MISTRAL_MAJOR != 0, reason="needs mistralai 0.x (CI runs it in its own venv)")
-
-SCRIPT = Path(__file__).with_name("guide_method1.py")
+SCRIPTS = {
+    "guide_method1": pytest.mark.skipif(MISTRAL_MAJOR != 0, reason="needs mistralai 0.x (CI runs it in its own venv)"),
+    "guide_method2": [],
+}
+FAILURE = {"guide_method1": "MistralAPIException", "guide_method2": "HTTPError"}
 PROMPTS = ["What is the best French cheese?", "Name three rivers in Europe.", "Explain tokens in one line."]
 
 # The user's program: import the guide's script, call its function once per prompt, print each reply (or the
@@ -31,8 +34,8 @@ import json, sys
 import tokenlog
 tokenlog.configure(sinks=["mistral_usage_log.csv", tokenlog.CsvSink("functions.csv", extra_fields=["Function"])])
 sys.path.insert(0, sys.argv[1])
-from guide_method1 import call_mistral_and_log
-for prompt in json.loads(sys.argv[2]):
+call_mistral_and_log = __import__(sys.argv[2]).call_mistral_and_log
+for prompt in json.loads(sys.argv[3]):
     try:
         print(json.dumps(call_mistral_and_log(prompt)))
     except Exception as exc:
@@ -40,11 +43,11 @@ for prompt in json.loads(sys.argv[2]):
 """
 
 
-def _run_guide(server: MistralCompatibleServer, cwd: Path, prompts: list[str]) -> list[str]:
+def _run_guide(server: MistralCompatibleServer, cwd: Path, script: str, prompts: list[str]) -> list[str]:
     """Run the driver in a fresh Python process in ``cwd``; each prompt's reply, or the exception's class name."""
     env = {**os.environ, "MISTRAL_API_KEY": "test-key", "MISTRAL_SERVER_URL": server.url}
     out = subprocess.check_output(
-        [sys.executable, "-c", _DRIVER, str(SCRIPT.parent), json.dumps(prompts)],
+        [sys.executable, "-c", _DRIVER, str(Path(__file__).parent), script, json.dumps(prompts)],
         cwd=cwd,
         env=env,
         text=True,
@@ -53,14 +56,15 @@ def _run_guide(server: MistralCompatibleServer, cwd: Path, prompts: list[str]) -
     return [json.loads(line) for line in out.splitlines()]
 
 
-def test_the_guides_method1_script_writes_one_row_per_successful_call(
-    server: MistralCompatibleServer, tmp_path: Path
+@pytest.mark.parametrize("script", [pytest.param(name, marks=marks) for name, marks in SCRIPTS.items()])
+def test_the_guides_script_writes_one_row_per_successful_call(
+    server: MistralCompatibleServer, tmp_path: Path, script: str
 ) -> None:
-    server.fail_next(401)  # the first call fails (a wrong key), as the API answers it; 0.x does not retry a 401
+    server.fail_next(401)  # the first call fails (a wrong key), as the API answers it; neither client retries a 401
 
-    replies = _run_guide(server, tmp_path, ["this call fails", *PROMPTS])
+    replies = _run_guide(server, tmp_path, script, ["this call fails", *PROMPTS])
 
-    assert replies == ["MistralAPIException", *(reply_text(prompt) for prompt in PROMPTS)]
+    assert replies == [FAILURE[script], *(reply_text(prompt) for prompt in PROMPTS)]
     expected = [("mistral-large-latest", count_tokens(p), count_tokens(reply_text(p))) for p in PROMPTS]
     log = tmp_path / "mistral_usage_log.csv"
     assert (
@@ -70,4 +74,4 @@ def test_the_guides_method1_script_writes_one_row_per_successful_call(
     rows = read_rows(log)
     assert [(r["Model"], int(r["PromptTokens"]), int(r["CompletionTokens"])) for r in rows] == expected
     assert [int(r["TotalTokens"]) for r in rows] == [prompt + completion for _, prompt, completion in expected]
-    assert [r["Function"] for r in read_rows(tmp_path / "functions.csv")] == ["guide_method1.call_mistral_and_log"] * 3
+    assert [r["Function"] for r in read_rows(tmp_path / "functions.csv")] == [f"{script}.call_mistral_and_log"] * 3
