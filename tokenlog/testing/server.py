@@ -114,12 +114,17 @@ def reply_text(prompt: str) -> str:
     return " ".join(["echo:", *prompt.split()[:REPLY_WORDS]])
 
 
+_NO_REPLY = object()
+"""No :meth:`MistralCompatibleServer.respond_next` body is waiting."""
+
+
 class MistralCompatibleServer:
     """A Mistral- and OpenAI-compatible server on 127.0.0.1, serving from a background thread.
 
     Use it as a context manager, or call :meth:`start` and :meth:`stop`. The fault settings
     (:meth:`fail_next`, :attr:`omit_usage`, :attr:`null_usage`, :attr:`cut_stream_after`) hold
-    until :meth:`reset`; each request reads them once, when it arrives.
+    until :meth:`reset`; each request reads them once, when it arrives. :meth:`respond_next` answers
+    the next requests with JSON bodies of your choosing (a documented response, replayed).
     """
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
@@ -134,6 +139,7 @@ class MistralCompatibleServer:
         self._fail_status = 0
         self._fail_count = 0
         self._fail_retry_after: float | None = None
+        self._replies: list[object] = []
         self.omit_usage = False
         """When true, responses and streams carry no ``usage`` key at all (wins over :attr:`null_usage`)."""
         self.null_usage = False
@@ -207,12 +213,28 @@ class MistralCompatibleServer:
             self._fail_count = count
             self._fail_retry_after = retry_after
 
+    def respond_next(self, *bodies: object) -> None:
+        """Answer the next POST requests, one each, with these JSON bodies (status 200), whatever their path.
+
+        For replaying a response as an API documents it (a conversation with connectors, a transcription,
+        an OCR result) through a real SDK. A pending :meth:`fail_next` answers first.
+        """
+        encoded = [json.loads(json.dumps(body)) for body in bodies]  # refuse what JSON cannot hold, now
+        with self._lock:
+            self._replies.extend(encoded)
+
+    def _next_reply(self) -> object:
+        with self._lock:
+            return self._replies.pop(0) if self._replies else _NO_REPLY
+
     def reset(self) -> None:
-        """Clear every fault: pending failures, :attr:`omit_usage`, :attr:`null_usage` and :attr:`cut_stream_after`."""
+        """Clear every fault and reply: pending failures and :meth:`respond_next` bodies, :attr:`omit_usage`,
+        :attr:`null_usage` and :attr:`cut_stream_after`."""
         with self._lock:
             self._fail_status = 0
             self._fail_count = 0
             self._fail_retry_after = None
+            self._replies.clear()
         self.omit_usage = False
         self.null_usage = False
         self.cut_stream_after = None
@@ -317,6 +339,10 @@ class _Handler(BaseHTTPRequestHandler):
         if failure is not None:
             status, retry_after = failure
             self._send_error(status, _error_message(status), retry_after=retry_after)
+            return
+        reply = app._next_reply() if method == "POST" else _NO_REPLY
+        if reply is not _NO_REPLY:
+            self._send_json(200, reply)  # type: ignore[arg-type]
             return
         route = _route_for(urlsplit(self.path).path.rstrip("/"))
         if route is None or method != "POST":
