@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import json
+import types
 from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from typing import NamedTuple
@@ -47,13 +48,30 @@ def _kind(kind: type) -> int:
     return found
 
 
-Reading = tuple[int, int, int, "str | None", "str | None", object]
-"""What one response says about its usage: ``(prompt, completion, total, model, request id, anchor)``.
+Reading = tuple[int, int, int, "str | None", "str | None", object, "dict[str, object] | None"]
+"""What one response says about its usage: ``(prompt, completion, total, model, request id, anchor, units)``.
 
 The counts are valid; the model and request id are ``None`` when the response names none; the anchor is
-the object that identifies this response, so that it is recorded once. A plain tuple: building a
-NamedTuple cost the decorator 0.17 us a call.
+the object that identifies this response, so that it is recorded once; the units are the
+:data:`~tokenlog.record.UNIT_NAMES` the response gives, checked (``None`` when it gives none). A plain
+tuple: building a NamedTuple cost the decorator 0.17 us a call.
 """
+
+_UNIT_KEYS = frozenset(
+    {
+        "prompt_tokens_details",  # {"cached_tokens": n}: Mistral, OpenAI chat
+        "prompt_token_details",  # the same, as some Mistral responses spell it
+        "num_cached_tokens",  # Mistral, flat
+        "input_tokens_details",  # OpenAI Responses API: cached_tokens
+        "completion_tokens_details",  # OpenAI chat: reasoning_tokens
+        "output_tokens_details",  # OpenAI Responses API: reasoning_tokens
+        "connector_tokens",  # Mistral conversations: tokens the connectors added to the input
+        "connectors",  # Mistral conversations: {"web_search": 1}
+        "prompt_audio_seconds",  # Mistral transcriptions
+        "service_tier",  # mistralai 3.x declares it on usage; OpenAI names it on the response
+    }
+)
+"""The keys of ``usage`` that carry units beyond the three counts."""
 
 
 def extract_usage(obj: object, *, model: str | None = None) -> UsageRecord | None:
@@ -72,9 +90,15 @@ def extract_usage(obj: object, *, model: str | None = None) -> UsageRecord | Non
     reading = read_usage(obj)
     if reading is None:
         return None
-    prompt, completion, total, found, request_id, _ = reading
+    prompt, completion, total, found, request_id, _, units = reading
     return UsageRecord(
-        datetime.now(timezone.utc), found or model or "unknown", prompt, completion, total, request_id=request_id
+        datetime.now(timezone.utc),
+        found or model or "unknown",
+        prompt,
+        completion,
+        total,
+        request_id=request_id,
+        **(units or {}),  # type: ignore[arg-type]
     )
 
 
@@ -95,12 +119,21 @@ def read_usage(obj: object) -> Reading | None:
             if fast:
                 prompt, completion, total = usage.prompt_tokens, usage.completion_tokens, usage.total_tokens
                 model, request_id = obj.model, obj.id  # type: ignore[attr-defined]
+                fields, extra = usage.__dict__, getattr(usage, "__pydantic_extra__", None)
+                plain = _UNIT_KEYS.isdisjoint(fields) and not extra and "service_tier" not in obj.__dict__
         else:
             fast = type(obj) is dict and type(usage := obj["usage"]) is dict
             if fast:
                 prompt, completion, total = usage["prompt_tokens"], usage["completion_tokens"], usage["total_tokens"]
                 model, request_id = obj.get("model"), obj.get("id")  # type: ignore[attr-defined]
+                plain = _UNIT_KEYS.isdisjoint(usage) and "service_tier" not in obj  # type: ignore[operator]
         if fast and type(model) is str and model and _valid_counts(prompt, completion, total):
+            units: dict[str, object] | None = None
+            if not plain:  # a unit key is there (mistralai 3.x declares prompt_audio_seconds, mostly unset)
+                problems: list[str] = []
+                units = _units(usage, obj, problems)
+                if problems:
+                    _warn("; ".join(problems) + f" (model {model}); the rest was recorded")
             return (
                 prompt,
                 completion,
@@ -108,6 +141,7 @@ def read_usage(obj: object) -> Reading | None:
                 model,
                 request_id if type(request_id) is str and request_id else None,
                 usage,
+                units,
             )
     except Exception:  # a missing or raising field: the careful reading below says which, and keeps the rest
         pass
@@ -241,31 +275,38 @@ def _read(usage: object, response: object, anchor: object) -> Reading | None:
     problems: list[str] = []
     model = _careful(_model_of, response, "model", problems)
     request_id = _careful(_request_id_of, response, "id", problems)
+    units = _units(usage, response, problems)
 
     if _valid_counts(prompt, completion, total):  # the common case, checked first
         if problems:
             _warn("; ".join(problems) + f" (model {model or 'unknown'}); the rest was recorded")
-        return prompt, completion, total, model, request_id, anchor  # type: ignore[return-value]
+        return prompt, completion, total, model, request_id, anchor, units  # type: ignore[return-value]
 
     values = [prompt, completion, total]
     if all(value is _MISSING for value in values):
         problems.insert(0, f"usage has neither prompt_tokens nor input_tokens ({_describe(usage)})")
         _warn("; ".join(problems) + "; no row written")
         return None
-    counts = _usable_counts(names, values, problems)
+    explained = units is not None and ("connector_tokens" in units or "audio_seconds" in units)
+    counts = _usable_counts(names, values, problems, explained)
     if counts is None:
         _warn("; ".join(problems) + f" (model {model or 'unknown'}); no row written for this response")
         return None
     if problems:
         _warn("; ".join(problems) + f" (model {model or 'unknown'}); the rest was recorded")
-    return (*counts, model, request_id, anchor)
+    return (*counts, model, request_id, anchor, units)
 
 
-def _usable_counts(names: list[str], values: list[object], problems: list[str]) -> tuple[int, int, int] | None:
+def _usable_counts(
+    names: list[str], values: list[object], problems: list[str], explained: bool = False
+) -> tuple[int, int, int] | None:
     """Prompt, completion and total from what the response gave, or ``None`` if too little is usable.
 
     Any two valid counts give the third (``total = prompt + completion``); a prompt count alone
-    is an embedding's (no completion). Each value not used as given is noted in ``problems``.
+    is an embedding's (no completion). A total above prompt + completion holds tokens the API
+    bills but counts in neither (a connector's, audio): they are input, so the row counts them as
+    prompt tokens and stays valid, keeping the billed total; ``explained`` (the response names
+    them in a unit) spares the note. Each value not used as given is noted in ``problems``.
     """
     for name, value in zip(names, values, strict=True):
         if value is not _MISSING and not _is_count(value):
@@ -294,12 +335,116 @@ def _usable_counts(names: list[str], values: list[object], problems: list[str]) 
                 problems.append(f"usage has no {names[index]}")
             problems[-1] += f", so the row has {names[index]} = {derived} ({how})"
     prompt, completion, total = (count or 0 for count in counts)
-    if not unknown and total != prompt + completion:
+    if not unknown and total > prompt + completion:
+        if not explained:
+            problems.append(
+                f"usage.{names[2]} is {total}, above {names[0]} + {names[1]} ({prompt + completion}); the "
+                f"{total - prompt - completion} tokens more are counted as prompt tokens, so the row keeps the total"
+            )
+        prompt = total - completion
+    elif not unknown and total != prompt + completion:
         problems.append(
             f"usage.{names[2]} is {total}, but {names[0]} + {names[1]} is {prompt + completion}; the row keeps "
             "the response's own numbers"
         )
     return prompt, completion, total
+
+
+def _units(usage: object, response: object, problems: list[str]) -> dict[str, object] | None:
+    """The units beyond the three counts that ``usage`` (and its response) give, checked; ``None`` if none.
+
+    Reads every spelling of :data:`_UNIT_KEYS`, as keys or attributes (pydantic extras included). A value
+    that is not what its unit holds is left out, with a note in ``problems``.
+    """
+    usage = _fields_of(usage)  # a dict: an absent attribute of a pydantic model costs 2 us to ask for
+    outer = _fields_of(response)
+    if (
+        type(usage) is dict
+        and not any(_is_set(usage[key]) for key in _UNIT_KEYS.intersection(usage))
+        and not (isinstance(outer, Mapping) and _is_set(outer.get("service_tier")))
+    ):
+        return None  # the common case: the keys are there (mistralai 3.x declares two), unset or null
+    units: dict[str, object] = {}
+
+    def count(name: str, value: object) -> int | None:
+        if value is None:
+            return None
+        if _is_count(value):
+            return value  # type: ignore[return-value]
+        problems.append(f"usage.{name} is {_describe(value)}, expected a count, so the row has none")
+        return None
+
+    for unit, places in (
+        ("cached_tokens", ("prompt_tokens_details", "prompt_token_details", "input_tokens_details")),
+        ("reasoning_tokens", ("completion_tokens_details", "output_tokens_details")),
+    ):
+        for place in places:
+            details = _get(usage, place)
+            if details is not None and (found := count(f"{place}.{unit}", _get(_fields_of(details), unit))) is not None:
+                units[unit] = found
+                break
+    if "cached_tokens" not in units and (found := count("num_cached_tokens", _get(usage, "num_cached_tokens"))):
+        units["cached_tokens"] = found
+    if (found := count("connector_tokens", _get(usage, "connector_tokens"))) is not None:
+        units["connector_tokens"] = found
+    connectors = _get(usage, "connectors")
+    if connectors is not None:
+        calls = _field_items(connectors)
+        if calls is not None and all(isinstance(name, str) and _is_count(n) for name, n in calls):
+            units["connector_calls"] = types.MappingProxyType(dict(calls))
+        else:
+            problems.append(
+                f"usage.connectors is {_describe(connectors)}, expected counts by name, so the row has none"
+            )
+    seconds = _get(usage, "prompt_audio_seconds")
+    if seconds is not None:
+        if type(seconds) in (int, float) and 0 <= seconds < float("inf"):  # type: ignore[operator]
+            units["audio_seconds"] = seconds
+        else:
+            problems.append(
+                f"usage.prompt_audio_seconds is {_describe(seconds)}, expected seconds, so the row has none"
+            )
+    tier = _get(usage, "service_tier") or _get(outer, "service_tier")
+    if isinstance(tier, str) and tier:
+        units["service_tier"] = tier
+    return units or None
+
+
+def _get(obj: object, name: str) -> object:
+    """:func:`_field`, quicker for a plain dict (what :func:`_fields_of` makes of an SDK object)."""
+    if type(obj) is dict:
+        value = obj.get(name)
+        return None if value is None or type(value).__name__ == "Unset" else value
+    return _field(obj, name)
+
+
+def _is_set(value: object) -> bool:
+    """Not ``None`` and not mistralai's ``UNSET``."""
+    return value is not None and type(value).__name__ != "Unset"
+
+
+def _fields_of(obj: object) -> object:
+    """``obj``'s fields as a dict (a pydantic model's extras included) when it keeps them in ``__dict__``; else
+    ``obj`` itself (a mapping, or an object read by attribute)."""
+    if type(obj) is dict or isinstance(obj, Mapping):
+        return obj
+    fields = getattr(obj, "__dict__", None)
+    if type(fields) is not dict:
+        return obj
+    extra = getattr(obj, "__pydantic_extra__", None)
+    return {**fields, **extra} if extra else fields
+
+
+def _field_items(obj: object) -> list[tuple[object, object]] | None:
+    """The items of a mapping, or of an object's fields (a pydantic model's, extras included); else ``None``."""
+    if isinstance(obj, Mapping):
+        return list(obj.items())
+    fields = getattr(obj, "__dict__", None)
+    if not isinstance(fields, dict):
+        return None
+    extra = getattr(obj, "__pydantic_extra__", None)
+    merged = {**fields, **(extra if isinstance(extra, dict) else {})}
+    return [(name, value) for name, value in merged.items() if not name.startswith("_") and value is not None]
 
 
 def _count_field(get: Callable[[str, object], object], name: str) -> object:
@@ -344,10 +489,13 @@ def _is_count(value: object) -> bool:
 
 
 def _field(obj: object, name: str) -> object:
+    """``obj[name]`` or ``obj.name``; ``None`` when absent or unset (mistralai's ``UNSET`` is an ``Unset``)."""
     if _kind(type(obj)) == _MAPPING:
         assert isinstance(obj, Mapping)
-        return obj.get(name)
-    return getattr(obj, name, None)
+        value = obj.get(name)
+    else:
+        value = getattr(obj, name, None)
+    return None if type(value).__name__ == "Unset" else value
 
 
 def _model_of(response: object) -> str | None:
@@ -382,8 +530,12 @@ def response_id(obj: object) -> str | None:
 
 
 def _request_id_of(response: object) -> str | None:
-    request_id = _field(response, "id")
-    return request_id if isinstance(request_id, str) and request_id else None
+    """The response's ``id``, else its ``conversation_id`` (a Mistral conversation has no other)."""
+    for name in ("id", "conversation_id"):
+        request_id = _field(response, name)
+        if isinstance(request_id, str) and request_id:
+            return request_id
+    return None
 
 
 def _describe(usage: object) -> str:

@@ -31,7 +31,21 @@ __all__ = [
 MANDATORY_COLUMNS = ("TimestampUTC", "Model", "PromptTokens", "CompletionTokens", "TotalTokens")
 """The hackathon's mandatory columns: always first, always in this order."""
 
-EXTRA_COLUMNS = ("Session", "Function", "LatencyMs", "RequestId", "Tags")
+EXTRA_COLUMNS = (
+    "Session",
+    "Function",
+    "LatencyMs",
+    "RequestId",
+    "Tags",
+    "CachedTokens",
+    "ReasoningTokens",
+    "AudioSeconds",
+    "ConnectorTokens",
+    "ConnectorCalls",
+    "Pages",
+    "ServiceTier",
+    "CostUSD",
+)
 """Optional columns a ``CsvSink`` adds after the mandatory ones when asked to."""
 
 ALL_COLUMNS = MANDATORY_COLUMNS + EXTRA_COLUMNS

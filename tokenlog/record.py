@@ -7,8 +7,9 @@ import types
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timezone
+from typing import Any
 
-__all__ = ["FIELD_NAMES", "UsageRecord", "are_counts"]
+__all__ = ["FIELD_NAMES", "UNIT_NAMES", "UsageRecord", "are_counts", "has_units"]
 
 EMPTY_TAGS: Mapping[str, str] = types.MappingProxyType({})
 
@@ -31,6 +32,28 @@ def are_counts(prompt: object, completion: object, total: object) -> bool:
 def _check_count(name: str, value: object) -> None:
     if not are_counts(value, 0, 0):
         raise ValueError(f"UsageRecord.{name} is {value!r}, expected a non-negative integer below 2**63")
+
+
+def _check_units(record: UsageRecord) -> None:
+    """Check the optional units of a record that has any (``None`` is always allowed)."""
+    for name in ("cached_tokens", "reasoning_tokens", "connector_tokens", "pages"):
+        value = getattr(record, name)
+        if value is not None:
+            _check_count(name, value)
+    for name in ("audio_seconds", "cost_usd"):
+        value = getattr(record, name)
+        if value is not None and (type(value) not in (int, float) or not 0 <= value < float("inf")):
+            raise ValueError(f"UsageRecord.{name} is {value!r}, expected a non-negative finite number")
+    if record.service_tier is not None and not isinstance(record.service_tier, str):
+        raise ValueError(f"UsageRecord.service_tier is {record.service_tier!r}, expected a string")
+    calls = record.connector_calls
+    if calls is not None:
+        if not isinstance(calls, Mapping):
+            raise ValueError(f"UsageRecord.connector_calls is {calls!r}, expected a mapping of name to count")
+        checked = {str(name): count for name, count in calls.items()}
+        for name, count in checked.items():
+            _check_count(f"connector_calls[{name!r}]", count)
+        object.__setattr__(record, "connector_calls", types.MappingProxyType(checked))
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +79,15 @@ class UsageRecord:
     latency_ms: float | None = None
     request_id: str | None = None
     tags: Mapping[str, str] = field(default_factory=lambda: EMPTY_TAGS, hash=False)
+    # Units beyond the three counts, each None when the response does not say (see UNIT_NAMES).
+    cached_tokens: int | None = None
+    reasoning_tokens: int | None = None
+    audio_seconds: float | None = None
+    connector_tokens: int | None = None
+    connector_calls: Mapping[str, int] | None = field(default=None, hash=False)
+    pages: int | None = None
+    service_tier: str | None = None
+    cost_usd: float | None = None
 
     def __post_init__(self) -> None:
         timestamp = self.timestamp
@@ -74,10 +106,39 @@ class UsageRecord:
         if type(self.tags) is not types.MappingProxyType:
             tags = {str(key): str(value) for key, value in self.tags.items()}
             object.__setattr__(self, "tags", types.MappingProxyType(tags))
+        if has_units(self):
+            _check_units(self)
+
+
+def has_units(record: UsageRecord) -> bool:
+    """True if ``record`` has any of the units beyond the three counts (:data:`UNIT_NAMES`)."""
+    return not (
+        record.cached_tokens is None
+        and record.reasoning_tokens is None
+        and record.audio_seconds is None
+        and record.connector_tokens is None
+        and record.connector_calls is None
+        and record.pages is None
+        and record.service_tier is None
+        and record.cost_usd is None
+    )
 
 
 FIELD_NAMES: tuple[str, ...] = tuple(f.name for f in fields(UsageRecord))
 """The record's fields in order: also the JSONL keys and SQLite columns."""
+
+UNIT_NAMES: tuple[str, ...] = FIELD_NAMES[FIELD_NAMES.index("cached_tokens") :]
+"""The optional units a response may carry beyond the three counts, in record order:
+
+- ``cached_tokens``: prompt tokens read from the prompt cache (part of ``prompt_tokens``, billed at the cached rate);
+- ``reasoning_tokens``: completion tokens spent thinking (part of ``completion_tokens``);
+- ``audio_seconds``: seconds of audio in the prompt (a transcription);
+- ``connector_tokens``: tokens a connector (web search, ...) added to the input (part of ``prompt_tokens``);
+- ``connector_calls``: how many times each connector ran, by name;
+- ``pages``: pages processed (OCR), for calls billed by the page;
+- ``service_tier``: the tier the call was served in, as the response names it;
+- ``cost_usd``: the call's cost, when it was priced at record time.
+"""
 
 
 class _Blank:
@@ -97,12 +158,24 @@ class _Blank:
     latency_ms: float | None
     request_id: str | None
     tags: Mapping[str, str]
+    cached_tokens: int | None
+    reasoning_tokens: int | None
+    audio_seconds: float | None
+    connector_tokens: int | None
+    connector_calls: Mapping[str, int] | None
+    pages: int | None
+    service_tier: str | None
+    cost_usd: float | None
 
+
+Units = Mapping[str, object]
+"""Some of a record's :data:`UNIT_NAMES` and their values (already checked), for :func:`trusted_record`."""
 
 RecordValues = tuple[
     datetime, str, int, int, int, "str | None", "str | None", "float | None", "str | None", Mapping[str, str]
 ]
-"""A record's fields in order, as :func:`trusted_record` takes them."""
+"""A record's fixed fields in order, as :func:`trusted_record` takes them (then its units, if any): what a
+sink's ``write_fields`` gets for a row without units."""
 
 
 def trusted_record(
@@ -116,6 +189,7 @@ def trusted_record(
     latency_ms: float | None,
     request_id: str | None,
     tags: Mapping[str, str],
+    units: Units | None = None,
 ) -> UsageRecord:
     """A record from values tokenlog has already checked, without checking them again.
 
@@ -134,10 +208,22 @@ def trusted_record(
     record.latency_ms = latency_ms
     record.request_id = request_id
     record.tags = tags
+    record.cached_tokens = record.reasoning_tokens = record.audio_seconds = record.connector_tokens = None
+    record.connector_calls = record.pages = record.service_tier = record.cost_usd = None
+    if units:
+        for name, value in units.items():
+            setattr(record, name, value)
     record.__class__ = UsageRecord  # type: ignore[assignment]
     return record  # type: ignore[return-value]
 
 
+def _checked_record(*values: Any) -> UsageRecord:
+    """:func:`trusted_record` (the same arguments) through the checked ``__init__``."""
+    fixed = len(FIELD_NAMES) - len(UNIT_NAMES)
+    units = values[fixed] if len(values) > fixed else None
+    return UsageRecord(*values[:fixed], **(units or {}))
+
+
 if not getattr(sys, "_is_gil_enabled", lambda: True)():
     # A free-threaded build stops every thread to assign __class__: the checked __init__ there.
-    trusted_record = UsageRecord
+    trusted_record = _checked_record  # type: ignore[assignment]

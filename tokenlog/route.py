@@ -54,7 +54,7 @@ def record(
     reading = read_usage(obj)
     if reading is None:
         return None
-    prompt, completion, total, name, request_id, anchor = reading
+    prompt, completion, total, name, request_id, anchor, units = reading
     if scopes is None:
         scopes = current.get()
     if not scopes.sessions:
@@ -78,7 +78,8 @@ def record(
     if own is None:
         own = scopes.destination if scopes.destination is not None else _defaults()
     captures = _captures
-    built = trusted_record(*fields) if captures or scopes.keep_records or not own.takes_fields else None
+    # A row with units (cached tokens, pages, ...) goes as a record: write_fields takes the fixed fields only.
+    built = trusted_record(*fields, units) if units or captures or scopes.keep_records or not own.takes_fields else None
     # The record is remembered with its response only where a session holds it anyway: keeping one per call
     # measured 0.3 us a call in allocations and deferred frees.
     earlier = recorded.remember(anchor, built if scopes.keep_records else None)

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 import tokenlog
 from tokenlog import JsonlSink, SinkError, SqliteSink, UsageRecord
+from tokenlog.record import UNIT_NAMES
 
 WHEN = datetime(2023, 10, 27, 10, 30, 0, 123456, tzinfo=timezone.utc)
 ODD_STRINGS = ["a,b", 'say "hi"', "two\nlines", "cr\rhere", "nul\x00byte", "tab\there", "héllo wörld ✓", "🦙", "\\"]
@@ -52,7 +53,8 @@ EXPECTED = {
     "function": "app.ask",
     "latency_ms": 12.346,
 }
-COLUMNS = [*EXPECTED, "request_id", "tags"]  # the documented order of JSONL keys and SQLite columns
+COLUMNS = [*EXPECTED, "request_id", "tags"]  # the documented order of JSONL keys (a row without units)
+UNITS = {name: None for name in UNIT_NAMES}  # SQLite has a column for each unit: NULL when the response named none
 
 
 # -- JSONL -------------------------------------------------------------------------------------
@@ -160,7 +162,7 @@ def test_a_forked_child_appends_jsonl_through_its_own_lock(tmp_path: Path) -> No
 def test_sqlite_stores_every_field_in_columns_of_those_names(tmp_path: Path) -> None:
     path = tmp_path / "usage.db"
     SqliteSink(path).write(full_record())
-    assert read_table(path) == [{**EXPECTED, "request_id": "cmpl-9", "tags": '{"run":"42","team":"a"}'}]
+    assert read_table(path) == [{**EXPECTED, "request_id": "cmpl-9", "tags": '{"run":"42","team":"a"}', **UNITS}]
 
 
 def test_sqlite_creates_the_schema_with_indexes_on_timestamp_and_model_in_wal_mode(tmp_path: Path) -> None:
@@ -173,7 +175,7 @@ def test_sqlite_creates_the_schema_with_indexes_on_timestamp_and_model_in_wal_mo
             for (name,) in connection.execute("SELECT name FROM sqlite_master WHERE type = 'index'")
         }
         mode = connection.execute("PRAGMA journal_mode").fetchone()[0]
-    assert list(columns) == COLUMNS
+    assert list(columns) == [*COLUMNS, *UNIT_NAMES]
     assert columns["timestamp"] == "TEXT"
     assert columns["prompt_tokens"] == "INTEGER"
     assert columns["latency_ms"] == "REAL"

@@ -243,13 +243,17 @@ def _check_sqlite(path: str) -> None:
         raise LogFileError(f"{path}: {what}: not a tokenlog SQLite log; {EXPECTED}")
 
 
+_LATENCY, _TAGS, _CALLS = (RECORD_KEYS.index(key) for key in ("latency_ms", "tags", "connector_calls"))
+
+
 def _cells(values: Sequence[object]) -> list[str]:
     """The CSV cells for one record's values, given in the order of :data:`RECORD_KEYS`."""
     cells = ["" if value is None else str(value) for value in values]  # True, 1.5: not counts, as in CSV
-    latency = values[7]
+    latency = values[_LATENCY]
     if isinstance(latency, (int, float)) and not isinstance(latency, bool):
-        cells[7] = f"{latency:.3f}"
-    cells[9] = _tags_cell(values[9])
+        cells[_LATENCY] = f"{latency:.3f}"
+    cells[_TAGS] = _tags_cell(values[_TAGS])
+    cells[_CALLS] = _tags_cell(values[_CALLS])
     return cells
 
 

@@ -7,9 +7,9 @@ import math
 
 from ..format import RECORD_KEYS
 from ..format import iso_timestamp as format_timestamp
-from ..record import UsageRecord
+from ..record import UNIT_NAMES, UsageRecord, has_units
 
-__all__ = ["FIELDS", "fields", "iso_timestamp", "latency", "tags_json"]
+__all__ = ["FIELDS", "calls_json", "fields", "iso_timestamp", "latency", "tags_json"]
 
 FIELDS = RECORD_KEYS
 """Field names, in this order, of every format that names its fields (JSONL keys, SQLite columns)."""
@@ -56,8 +56,28 @@ def tags_json(record: UsageRecord) -> str:
     return text
 
 
+def calls_json(record: UsageRecord) -> str | None:
+    """The connector calls as compact JSON with sorted keys; ``None`` when the response named none."""
+    calls = record.connector_calls
+    return None if calls is None else _TAGS_ENCODER.encode(dict(calls))
+
+
 def fields(record: UsageRecord) -> dict[str, object]:
-    """The record as a flat dict keyed by :data:`FIELDS`; ``tags`` is a plain dict with sorted keys."""
+    """The record as a flat dict keyed by :data:`FIELDS`; ``tags`` is a plain dict with sorted keys.
+
+    The units beyond the three counts (:data:`~tokenlog.record.UNIT_NAMES`) are there only when the record
+    has them (``connector_calls`` as a plain dict with sorted keys): a JSONL line of a chat call stays short.
+    """
+    found = _fixed_fields(record)
+    if has_units(record):
+        for name in UNIT_NAMES:
+            value = getattr(record, name)
+            if value is not None:
+                found[name] = dict(sorted(value.items())) if name == "connector_calls" else value
+    return found
+
+
+def _fixed_fields(record: UsageRecord) -> dict[str, object]:
     return {
         "timestamp": iso_timestamp(record),
         "model": record.model,

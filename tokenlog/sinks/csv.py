@@ -19,7 +19,7 @@ from ..errors import warn
 from ..format import DEFAULT_FILE, EXTRA_COLUMNS, MANDATORY_COLUMNS, second_of
 from ..record import RecordValues, UsageRecord, trusted_record
 from ._cut import end_cut_line
-from ._fields import iso_timestamp, tags_json
+from ._fields import calls_json, iso_timestamp, tags_json
 from .base import flush_at_exit
 
 __all__ = ["EXTRA_COLUMNS", "MANDATORY_COLUMNS", "CsvSink"]
@@ -37,6 +37,11 @@ def _quote(value: str) -> str:
 
 def _text(value: str | None) -> str:
     return "" if value is None else _quote(value)
+
+
+def _number(value: float | None) -> str:
+    """A unit's cell: empty when the response did not say, else the number as Python writes it (``12``, ``2.5``)."""
+    return "" if value is None else repr(value)
 
 
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "'")
@@ -58,6 +63,14 @@ _CELLS: dict[str, Callable[[UsageRecord], str]] = {
     "LatencyMs": lambda r: "" if r.latency_ms is None else f"{r.latency_ms:.3f}",
     "RequestId": lambda r: _text(r.request_id),
     "Tags": lambda r: _quote(tags_json(r)) if r.tags else "",
+    "CachedTokens": lambda r: _number(r.cached_tokens),
+    "ReasoningTokens": lambda r: _number(r.reasoning_tokens),
+    "AudioSeconds": lambda r: _number(r.audio_seconds),
+    "ConnectorTokens": lambda r: _number(r.connector_tokens),
+    "ConnectorCalls": lambda r: _text(calls_json(r)),
+    "Pages": lambda r: _number(r.pages),
+    "ServiceTier": lambda r: _text(r.service_tier),
+    "CostUSD": lambda r: _number(r.cost_usd),
 }
 _GUARDED_CELLS = {  # formula_guard=True: the text a record's caller chose, guarded (tags are JSON: never a formula)
     **_CELLS,
@@ -65,6 +78,7 @@ _GUARDED_CELLS = {  # formula_guard=True: the text a record's caller chose, guar
     "Session": lambda r: _text(_guard(r.session)),
     "Function": lambda r: _text(_guard(r.function)),
     "RequestId": lambda r: _text(_guard(r.request_id)),
+    "ServiceTier": lambda r: _text(_guard(r.service_tier)),
 }
 
 

@@ -12,7 +12,7 @@ from typing import cast
 from .. import format as _format
 from .._append import AppendState, LockedAppendFile
 from ..format import second_of
-from ..record import UsageRecord
+from ..record import UsageRecord, has_units
 from ._fields import fields, latency, tags_json
 from .base import flush_at_exit
 
@@ -50,8 +50,9 @@ def format_line(record: UsageRecord) -> str:
         or type(prompt) is not int
         or type(completion) is not int
         or type(total) is not int
+        or has_units(record)
     ):
-        return _dumps_line(record)  # a value of another type (made by hand): let json.dumps say how it looks
+        return _dumps_line(record)  # units, or a value of another type (made by hand): json.dumps writes it
     ts = record.timestamp
     second = _format.last_second
     if not second.start <= ts < second.end:  # second_of(ts), its cache test written out

@@ -15,8 +15,8 @@ from .. import format as _format
 from .._fork import reset_after_fork
 from ..errors import SinkError, warn
 from ..format import second_of
-from ..record import UsageRecord
-from ._fields import FIELDS, latency, tags_json
+from ..record import UNIT_NAMES, UsageRecord, has_units
+from ._fields import FIELDS, calls_json, latency, tags_json
 
 if TYPE_CHECKING:
     import sqlite3
@@ -35,9 +35,22 @@ CREATE TABLE IF NOT EXISTS "{table}" (
     function TEXT,
     latency_ms REAL,
     request_id TEXT,
-    tags TEXT NOT NULL DEFAULT '{{}}'
+    tags TEXT NOT NULL DEFAULT '{{}}',
+{units}
 )"""
-_Row = tuple[str, "str | None", int, int, int, "str | None", "str | None", "float | None", "str | None", str]
+_UNIT_TYPES = {
+    "cached_tokens": "INTEGER",
+    "reasoning_tokens": "INTEGER",
+    "audio_seconds": "REAL",
+    "connector_tokens": "INTEGER",
+    "connector_calls": "TEXT",  # JSON: {"web_search": 1}
+    "pages": "INTEGER",
+    "service_tier": "TEXT",
+    "cost_usd": "REAL",
+}
+"""The column type of each unit (:data:`~tokenlog.record.UNIT_NAMES`); NULL when the response did not say."""
+_NO_UNITS = (None,) * len(UNIT_NAMES)
+_Row = tuple[object, ...]  # the values of FIELDS, in order
 _abandoned: list[object] = []  # connections inherited across fork: never used, never closed, in the child
 
 
@@ -238,7 +251,8 @@ class SqliteSink:
             try:
                 connection.execute("PRAGMA journal_mode=WAL")
                 connection.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: a crash of the process loses nothing
-                connection.execute(_SCHEMA.format(table=self.table))
+                units = ",\n".join(f"    {name} {_UNIT_TYPES[name]}" for name in UNIT_NAMES)
+                connection.execute(_SCHEMA.format(table=self.table, units=units))
                 self._check_columns(connection)
                 connection.execute(f'CREATE INDEX IF NOT EXISTS "{self.table}_timestamp" ON "{self.table}" (timestamp)')
                 connection.execute(f'CREATE INDEX IF NOT EXISTS "{self.table}_model" ON "{self.table}" (model)')
@@ -249,13 +263,34 @@ class SqliteSink:
         return self._connection
 
     def _check_columns(self, connection: sqlite3.Connection) -> None:
-        found = [row[1] for row in connection.execute(f'PRAGMA table_info("{self.table}")')]
-        missing = [name for name in FIELDS if name not in found]
+        """Refuse a table without the record's fixed columns; add the unit columns an older table lacks.
+
+        A table written by an earlier tokenlog is migrated in place, by ``ALTER TABLE ... ADD COLUMN`` (its
+        rows are never rewritten; they read NULL for the new units), in one transaction that looks again,
+        so that processes opening it at once add each column once.
+        """
+        found = self._columns(connection)
+        missing = [name for name in FIELDS if name not in found and name not in UNIT_NAMES]
         if missing:
             raise SinkError(
                 f"{self.path} already has a table {self.table!r} with the columns {found}, without {missing}; "
                 "pass another table= to SqliteSink, or another database"
             )
+        if all(name in found for name in UNIT_NAMES):
+            return
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            found = self._columns(connection)
+            for name in UNIT_NAMES:
+                if name not in found:
+                    connection.execute(f'ALTER TABLE "{self.table}" ADD COLUMN {name} {_UNIT_TYPES[name]}')
+            connection.execute("COMMIT")
+        except BaseException:
+            connection.execute("ROLLBACK")
+            raise
+
+    def _columns(self, connection: sqlite3.Connection) -> list[str]:
+        return [row[1] for row in connection.execute(f'PRAGMA table_info("{self.table}")')]
 
     def _drop_connection(self) -> None:
         if self._connection is not None:
@@ -282,6 +317,20 @@ class SqliteSink:
             latency(record),
             None if request_id is None else self._text(request_id),
             tags_json(record),
+            *(self._units(record) if has_units(record) else _NO_UNITS),
+        )
+
+    def _units(self, record: UsageRecord) -> tuple[object, ...]:
+        tier = record.service_tier
+        return (
+            record.cached_tokens,
+            record.reasoning_tokens,
+            record.audio_seconds,
+            record.connector_tokens,
+            calls_json(record),
+            record.pages,
+            None if tier is None else self._text(tier),
+            record.cost_usd,
         )
 
     def _text(self, value: str | None) -> str | None:
