@@ -69,6 +69,15 @@ _UNIT_KEYS = frozenset(
         "connectors",  # Mistral conversations: {"web_search": 1}
         "prompt_audio_seconds",  # Mistral transcriptions
         "service_tier",  # mistralai 3.x declares it on usage; OpenAI names it on the response
+        "input_token_details",  # LangChain: cache_read
+        "output_token_details",  # LangChain: reasoning
+        "cache_read_input_tokens",  # Anthropic
+        "cacheReadInputTokens",  # Bedrock Converse
+        "cachedContentTokenCount",  # Gemini
+        "cached_content_token_count",
+        "thoughtsTokenCount",
+        "thoughts_token_count",
+        "pages_processed",  # Mistral OCR
     }
 )
 """The keys of ``usage`` that carry units beyond the three counts."""
@@ -163,6 +172,9 @@ def _locate(obj: object, *, nested: bool) -> tuple[object, object, object] | Non
         usage = getattr(obj, "usage", None)
         if usage is not None:
             return usage, obj, usage
+        elsewhere = _usage_elsewhere(obj)
+        if elsewhere is not None:
+            return elsewhere[0], obj, elsewhere[1]
         if nested:
             return None
         data = getattr(obj, "data", None)  # mistralai CompletionEvent: the chunk is event.data
@@ -177,11 +189,18 @@ def _locate(obj: object, *, nested: bool) -> tuple[object, object, object] | Non
         usage = obj.get("usage")
         if usage is not None:
             return usage, obj, usage
+        elsewhere = _usage_elsewhere(obj)
+        if elsewhere is not None:
+            return elsewhere[0], obj, elsewhere[1]
         if nested:
             return None
         for key in ("data", "response"):  # an SSE event that wraps its chunk; an OpenAI Responses event
             inner = obj.get(key)
             if inner is not None and _kind(type(inner)) == _MAPPING:
+                assert isinstance(inner, Mapping)
+                body = inner.get("body")  # a line of a batch job's output: {"response": {"body": {...}}}
+                if key == "response" and "usage" not in inner and _kind(type(body)) == _MAPPING:
+                    return _locate(body, nested=True)
                 return _locate(inner, nested=True)
         return None
     if kind == _SEQUENCE:
@@ -198,6 +217,22 @@ def _locate(obj: object, *, nested: bool) -> tuple[object, object, object] | Non
         located = _locate(body, nested=True) if isinstance(body, Mapping) else None
         # the body is parsed anew on every read, so the response object is what stays the same
         return (located[0], located[1], obj) if located is not None else None
+    return None
+
+
+def _usage_elsewhere(obj: object) -> tuple[object, object] | None:
+    """``(usage, identity anchor)`` of a response that keeps its counts somewhere other than ``usage``."""
+    for name in ("usageMetadata", "usage_metadata", "usage_info"):  # Gemini, LangChain's AIMessage; Mistral OCR
+        found = _field(obj, name)
+        if found is not None and _kind(type(found)) in (_MAPPING, _OBJECT):
+            return found, found
+    meta = _field(obj, "meta")  # Cohere v1: meta.billed_units
+    if meta is not None and _kind(type(meta)) in (_MAPPING, _OBJECT):
+        billed = _field(meta, "billed_units")
+        if billed is not None:
+            return billed, meta
+    if _field(obj, "prompt_eval_count") is not None:  # Ollama: the counts are fields of the response itself
+        return obj, obj
     return None
 
 
@@ -257,22 +292,52 @@ def _read_json_body(response: object) -> object:
         return None
 
 
+_SPELLINGS = (
+    ("prompt_tokens", "completion_tokens", "total_tokens"),  # Mistral, OpenAI chat
+    ("input_tokens", "output_tokens", "total_tokens"),  # OpenAI Responses API, Anthropic, LangChain, Cohere
+    ("inputTokens", "outputTokens", "totalTokens"),  # Amazon Bedrock Converse
+    ("promptTokenCount", "candidatesTokenCount", "totalTokenCount"),  # Google Gemini, REST
+    ("prompt_token_count", "candidates_token_count", "total_token_count"),  # Google Gemini, Python SDK
+    ("prompt_eval_count", "eval_count", "total_tokens"),  # Ollama (which sends no total)
+)
+"""The names of (prompt, completion, total) in each provider's usage: the first whose prompt count is there."""
+
+_MORE_INPUT = (
+    "cache_read_input_tokens",  # Anthropic: input_tokens counts only the tokens after the last cache breakpoint
+    "cache_creation_input_tokens",
+    "cacheReadInputTokens",  # Bedrock Converse: likewise
+    "cacheWriteInputTokens",
+    "toolUsePromptTokenCount",  # Gemini: the tool results it read
+    "tool_use_prompt_token_count",
+)
+"""Input counts a provider keeps apart from its prompt count: the row's prompt tokens include them."""
+_MORE_OUTPUT = ("thoughtsTokenCount", "thoughts_token_count")
+"""Output counts kept apart from the completion count (Gemini's thinking): the row's completion includes them."""
+
+
 def _read(usage: object, response: object, anchor: object) -> Reading | None:
+    billed = _field(usage, "billed_units")  # Cohere v2: usage.billed_units (usage.tokens is not what is billed)
+    if billed is not None:
+        usage = billed
     if _kind(type(usage)) == _MAPPING:
         assert isinstance(usage, Mapping)
         get: Callable[[str, object], object] = usage.get
     else:
         get = functools.partial(getattr, usage)
 
-    names = ["prompt_tokens", "completion_tokens", "total_tokens"]
+    names = list(_SPELLINGS[0])
     prompt = _count_field(get, names[0])
-    if prompt is _MISSING:
-        other = _count_field(get, "input_tokens")  # OpenAI Responses API
-        if other is not _MISSING:
-            names[:2], prompt = ["input_tokens", "output_tokens"], other
+    for spelling in _SPELLINGS[1:]:
+        if prompt is not _MISSING:
+            break
+        prompt = _count_field(get, spelling[0])
+        if prompt is not _MISSING:
+            names = list(spelling)
     completion = _count_field(get, names[1])
     total = _count_field(get, names[2])
     problems: list[str] = []
+    prompt = _plus(prompt, get, _MORE_INPUT)
+    completion = _plus(completion, get, _MORE_OUTPUT)
     model = _careful(_model_of, response, "model", problems)
     request_id = _careful(_request_id_of, response, "id", problems)
     units = _units(usage, response, problems)
@@ -283,6 +348,8 @@ def _read(usage: object, response: object, anchor: object) -> Reading | None:
         return prompt, completion, total, model, request_id, anchor, units  # type: ignore[return-value]
 
     values = [prompt, completion, total]
+    if all(value is _MISSING for value in values) and units is not None and "pages" in units:
+        return 0, 0, 0, model, request_id, anchor, units  # billed by the page (OCR): a row with 0 tokens
     if all(value is _MISSING for value in values):
         problems.insert(0, f"usage has neither prompt_tokens nor input_tokens ({_describe(usage)})")
         _warn("; ".join(problems) + "; no row written")
@@ -295,6 +362,17 @@ def _read(usage: object, response: object, anchor: object) -> Reading | None:
     if problems:
         _warn("; ".join(problems) + f" (model {model or 'unknown'}); the rest was recorded")
     return (*counts, model, request_id, anchor, units)
+
+
+def _plus(count: object, get: Callable[[str, object], object], names: tuple[str, ...]) -> object:
+    """``count`` plus the counts of ``names`` that are there (a value that is not a count is not added)."""
+    if type(count) is not int:
+        return count
+    for name in names:
+        more = _count_field(get, name)
+        if type(more) is int and _is_count(more):
+            count += more
+    return count
 
 
 def _usable_counts(
@@ -374,17 +452,15 @@ def _units(usage: object, response: object, problems: list[str]) -> dict[str, ob
         problems.append(f"usage.{name} is {_describe(value)}, expected a count, so the row has none")
         return None
 
-    for unit, places in (
-        ("cached_tokens", ("prompt_tokens_details", "prompt_token_details", "input_tokens_details")),
-        ("reasoning_tokens", ("completion_tokens_details", "output_tokens_details")),
-    ):
-        for place in places:
-            details = _get(usage, place)
-            if details is not None and (found := count(f"{place}.{unit}", _get(_fields_of(details), unit))) is not None:
+    for unit, places in _UNIT_PLACES.items():
+        for place, inner_name in places:
+            value = _get(usage, place)
+            if value is not None and inner_name is not None:
+                value = _get(_fields_of(value), inner_name)
+            name = f"{place}.{inner_name}" if inner_name else place
+            if value is not None and (found := count(name, value)) is not None:
                 units[unit] = found
                 break
-    if "cached_tokens" not in units and (found := count("num_cached_tokens", _get(usage, "num_cached_tokens"))):
-        units["cached_tokens"] = found
     if (found := count("connector_tokens", _get(usage, "connector_tokens"))) is not None:
         units["connector_tokens"] = found
     connectors = _get(usage, "connectors")
@@ -421,6 +497,31 @@ def _get(obj: object, name: str) -> object:
 def _is_set(value: object) -> bool:
     """Not ``None`` and not mistralai's ``UNSET``."""
     return value is not None and type(value).__name__ != "Unset"
+
+
+_UNIT_PLACES: dict[str, tuple[tuple[str, str | None], ...]] = {
+    "cached_tokens": (
+        ("prompt_tokens_details", "cached_tokens"),  # Mistral, OpenAI chat
+        ("prompt_token_details", "cached_tokens"),  # Mistral, another spelling
+        ("num_cached_tokens", None),  # Mistral, flat
+        ("input_tokens_details", "cached_tokens"),  # OpenAI Responses API
+        ("input_token_details", "cache_read"),  # LangChain
+        ("cache_read_input_tokens", None),  # Anthropic
+        ("cacheReadInputTokens", None),  # Bedrock Converse
+        ("cachedContentTokenCount", None),  # Gemini
+        ("cached_content_token_count", None),
+    ),
+    "pages": (("pages_processed", None),),  # Mistral OCR: usage_info.pages_processed
+    "reasoning_tokens": (
+        ("completion_tokens_details", "reasoning_tokens"),  # OpenAI chat
+        ("output_tokens_details", "reasoning_tokens"),  # OpenAI Responses API
+        ("output_token_details", "reasoning"),  # LangChain
+        ("thoughtsTokenCount", None),  # Gemini
+        ("thoughts_token_count", None),
+    ),
+}
+"""Where each provider puts its count of cached or of reasoning tokens: ``(key, inner key)``, or ``(key, None)``
+for a count of its own; the first found wins."""
 
 
 def _fields_of(obj: object) -> object:
@@ -505,6 +606,16 @@ def _model_of(response: object) -> str | None:
         return model
     if model is not None and not isinstance(model, str):
         raise ValueError(f"model is {_describe(model)}, expected the model's name")
+    for name in ("modelVersion", "model_version"):  # Gemini
+        model = _field(response, name)
+        if isinstance(model, str) and model:
+            return model
+    metadata = _field(response, "response_metadata")  # LangChain's AIMessage
+    if metadata is not None:
+        for name in ("model_name", "model"):
+            model = _field(metadata, name)
+            if isinstance(model, str) and model:
+                return model
     outputs = _field(response, "outputs")  # mistralai conversations name the model per output
     if isinstance(outputs, (list, tuple)):
         for output in reversed(outputs):
@@ -530,8 +641,9 @@ def response_id(obj: object) -> str | None:
 
 
 def _request_id_of(response: object) -> str | None:
-    """The response's ``id``, else its ``conversation_id`` (a Mistral conversation has no other)."""
-    for name in ("id", "conversation_id"):
+    """The response's ``id``; else its ``conversation_id`` (a Mistral conversation), ``responseId`` (Gemini)
+    or ``generation_id`` (Cohere v1)."""
+    for name in ("id", "conversation_id", "responseId", "response_id", "generation_id"):
         request_id = _field(response, name)
         if isinstance(request_id, str) and request_id:
             return request_id

@@ -309,3 +309,94 @@ def test_the_test_server_replays_bodies_in_order_then_answers_as_before(
     assert (second.model, second.usage.prompt_tokens) == ("mistral-small-latest", 2)
     with pytest.raises(TypeError):
         server.respond_next({"not json": object()})
+
+
+@needs_mistralai_2
+def test_an_ocr_call_writes_a_row_with_its_pages_and_no_tokens(
+    memory: MemorySink, server: MistralCompatibleServer, mistral: Mistral
+) -> None:
+    """Before: an OCRResponse carries usage_info, not usage, and no row was written."""
+    server.respond_next(sample("mistral_ocr.json"))
+
+    @track_usage
+    def read_receipt() -> object:
+        return mistral.ocr.process(
+            model="mistral-ocr-latest",
+            document={"type": "document_url", "document_url": "https://example.invalid/r.pdf"},
+        )
+
+    read_receipt()
+    (record,) = memory.records
+    assert counts(record)[:4] == ("mistral-ocr-2505-completion", 0, 0, 0)
+    assert units(record) == {"pages": 1}
+    assert read_rows(Path("usage.csv"))[0]["Pages"] == "1"
+    validate("usage.csv", "usage.jsonl", "usage.db")
+
+
+class AIMessage:
+    """The attributes of LangChain's ``AIMessage`` that carry usage (langchain-core is not a dependency)."""
+
+    def __init__(self, usage_metadata: dict[str, Any], response_metadata: dict[str, Any]) -> None:
+        self.content = "..."
+        self.id = "run-7f3c"
+        self.usage_metadata = usage_metadata
+        self.response_metadata = response_metadata
+
+
+@pytest.mark.parametrize(
+    ("name", "expected", "expected_units"),
+    [
+        # Anthropic: input_tokens leaves out the cache; the row's prompt counts it (151 + 4602 read + 0 written)
+        ("anthropic_message.json", ("claude-sonnet-4-20250514", 4753, 38, 4791), {"cached_tokens": 4602}),
+        ("anthropic_message_cache_write.json", ("claude-sonnet-4-20250514", 4749, 38, 4787), {"cached_tokens": 0}),
+        # Gemini: thinking is output apart from the candidates (656 + 1549), and the total says so
+        (
+            "gemini_generate_content.json",
+            ("gemini-2.5-flash", 3797, 2205, 6002),
+            {"cached_tokens": 3055, "reasoning_tokens": 1549},
+        ),
+        ("ollama_chat.json", ("llama3.2", 26, 298, 324), {}),
+        ("cohere_chat_v1.json", ("unknown", 5, 198, 203), {}),  # billed_units, not the 71 tokens it read
+        ("cohere_chat_v2.json", ("unknown", 5, 418, 423), {}),
+        ("bedrock_converse.json", ("unknown", 4107, 151, 4258), {}),
+    ],
+)
+def test_other_providers_documented_responses(
+    name: str, expected: tuple[object, ...], expected_units: dict[str, object]
+) -> None:
+    sink = MemorySink()
+    tokenlog.configure(sinks=[sink, "usage.csv"])
+
+    @track_usage
+    def ask() -> dict[str, Any]:
+        return sample(name)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", TokenlogWarning)
+        ask()
+    (record,) = sink.records
+    assert counts(record)[:4] == expected
+    assert {k: v for k, v in units(record).items() if k != "service_tier"} == expected_units
+    validate("usage.csv")
+
+
+def test_a_langchain_message_counts_its_usage_metadata() -> None:
+    sink = MemorySink()
+
+    @track_usage(sinks=[sink])
+    def ask() -> AIMessage:
+        return AIMessage(sample("langchain_usage_metadata.json"), {"model_name": "gpt-4o-mini"})
+
+    ask()
+    (record,) = sink.records
+    assert counts(record) == ("gpt-4o-mini", 350, 240, 590, "run-7f3c")
+    assert units(record) == {"cached_tokens": 100, "reasoning_tokens": 200}
+
+
+def test_a_line_of_a_batch_jobs_output_file_is_read_from_its_response_body() -> None:
+    lines = (SAMPLES / "mistral_batch_output_line.jsonl").read_text(encoding="utf-8").splitlines()
+    records = [tokenlog.extract_usage(json.loads(line)) for line in lines]
+    assert [(r.model, r.prompt_tokens, r.completion_tokens, r.total_tokens) for r in records if r] == [
+        ("ministral-3b-latest", 10, 7, 17),
+        ("ministral-3b-latest", 10, 28, 38),
+    ]
