@@ -8,11 +8,13 @@ import functools
 import os
 import types
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ParamSpec, TypedDict, TypeVar
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
+
+    from .pricing import BilledUnits
 
 from . import config, route
 from ._fork import fork_safe_lock
@@ -20,7 +22,7 @@ from .delivery.guard import Destination, destination, guard
 from .extract import response_id
 from .identity import recorded
 from .instrumentation import ensure_patched
-from .record import RecordValues, UsageRecord
+from .record import RecordValues, UsageRecord, has_units
 from .scopes import OpenScopes, current
 from .sinks import Sink, resolve_sink
 
@@ -30,20 +32,52 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
-@dataclass
+@dataclass(repr=False)
 class UsageTotals:
-    """Running totals: how many calls, and the tokens they spent."""
+    """Running totals: how many calls, the tokens they spent, and the units beyond tokens that they used.
+
+    ``cached_tokens`` are part of ``prompt_tokens`` (the ones read from the prompt cache); ``pages``,
+    ``audio_seconds`` and ``connector_calls`` (by connector name) are 0 or empty when no call had any.
+    """
 
     calls: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
     total_tokens: int = 0
+    cached_tokens: int = 0
+    pages: int = 0
+    audio_seconds: float = 0.0
+    connector_calls: dict[str, int] = field(default_factory=dict)
 
-    def _add(self, prompt: int, completion: int, total: int) -> None:
+    def _add(self, prompt: int, completion: int, total: int, record: UsageRecord | None) -> None:
         self.calls += 1
         self.prompt_tokens += prompt
         self.completion_tokens += completion
         self.total_tokens += total
+        if record is not None and has_units(record):
+            self.cached_tokens += record.cached_tokens or 0
+            self.pages += record.pages or 0
+            self.audio_seconds += record.audio_seconds or 0.0
+            for name, count in (record.connector_calls or {}).items():
+                self.connector_calls[name] = self.connector_calls.get(name, 0) + count
+
+    def __repr__(self) -> str:
+        """The counts, then only the units some call used (a chat session reads as before)."""
+        shown = [f"{f.name}={getattr(self, f.name)!r}" for f in dataclasses.fields(self) if f.name in _COUNTS]
+        shown += [
+            f"{f.name}={v!r}"
+            for f in dataclasses.fields(self)
+            if f.name not in _COUNTS and (v := getattr(self, f.name))
+        ]
+        return f"UsageTotals({', '.join(shown)})"
+
+    def _billed(self) -> BilledUnits:
+        from .pricing import BilledUnits  # pricing is loaded when a cost is asked for, not at import
+
+        return BilledUnits(self.cached_tokens, self.pages, self.audio_seconds, dict(self.connector_calls))
+
+
+_COUNTS = ("calls", "prompt_tokens", "completion_tokens", "total_tokens")
 
 
 class _Total:
@@ -109,7 +143,10 @@ class UsageSession:
     def by_model(self) -> dict[str, UsageTotals]:
         """A snapshot of the totals per model."""
         with self._lock:
-            return {model: UsageTotals(**vars(totals)) for model, totals in self._by_model.items()}
+            return {
+                model: dataclasses.replace(totals, connector_calls=dict(totals.connector_calls))
+                for model, totals in self._by_model.items()
+            }
 
     @property
     def cost(self) -> float | None:
@@ -131,7 +168,7 @@ class UsageSession:
         prices = default_prices()
         total = 0.0
         for model, totals in self.by_model.items():
-            cost = prices.cost(model, totals.prompt_tokens, totals.completion_tokens)
+            cost = prices.cost(model, totals.prompt_tokens, totals.completion_tokens, totals._billed())
             if cost is None:
                 return None
             total += cost
@@ -185,11 +222,11 @@ class UsageSession:
         with self._lock:
             if self.keep_records and record is not None:
                 self.records.append(record)
-            self._totals._add(prompt, completion, total)
+            self._totals._add(prompt, completion, total, record)
             totals = self._by_model.get(model)
             if totals is None:
                 totals = self._by_model[model] = UsageTotals()
-            totals._add(prompt, completion, total)
+            totals._add(prompt, completion, total, record)
 
     def add_missing(self) -> None:
         """Count a call that returned no usage."""

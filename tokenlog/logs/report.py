@@ -26,7 +26,7 @@ from fnmatch import fnmatchcase
 
 from ..errors import counted
 from ..format import utc_timestamp
-from ..pricing import PriceTable, default_prices
+from ..pricing import BilledUnits, PriceTable, default_prices
 from .read import UsageLog, open_log
 
 __all__ = ["DIMENSIONS", "FORMATS", "Report", "Totals", "build_report", "parse_time", "render"]
@@ -149,10 +149,66 @@ def build_report(
     report = Report([log.path for log in logs], group_by, prices or default_prices())
     report.filters = {"since": since, "until": until, "model": list(models)}
     sums: dict[tuple[str, ...], list[int]] = {}  # group values + the model (for its price) -> counts
+    units: dict[tuple[str, ...], BilledUnits] = {}  # the same keys -> cached tokens, pages, ... (logs that have them)
     for log in logs:
         _scan(log, report, sums, since, until, models)
-    _price(report, sums)
+        if any(log.index(column) is not None for column in _UNIT_COLUMNS):
+            _scan_units(log, report, units, since, until, models)
+    _price(report, sums, units)
     return report
+
+
+_UNIT_COLUMNS = ("CachedTokens", "Pages", "AudioSeconds", "ConnectorCalls")
+"""The columns of units that prices depend on, beyond the tokens."""
+
+
+def _scan_units(
+    log: UsageLog,
+    report: Report,
+    units: dict[tuple[str, ...], BilledUnits],
+    since: str | None,
+    until: str | None,
+    patterns: Sequence[str],
+) -> None:
+    """Add up the priced units of one log's rows, by the keys of :func:`_scan` (a second pass: only for logs
+    with unit columns, so the token pass stays plain). A cell that is not a unit's value counts as empty."""
+    cells = [log.index(column) for column in _UNIT_COLUMNS]
+    i_time, i_model = log.columns.index("TimestampUTC"), log.columns.index("Model")
+    key_of = _key_function(log, report.group_by)
+    for row in log.rows():
+        if len(row) != len(log.columns) or not all(cell.strip().isdigit() for cell in row[2:5]):
+            continue  # a row _scan skipped
+        stamp = utc_timestamp(row[i_time])
+        if stamp is None or (since is not None and stamp < since) or (until is not None and stamp > until):
+            continue
+        if patterns and not any(fnmatchcase(row[i_model], pattern) for pattern in patterns):
+            continue
+        cached, pages, seconds, calls = (row[i] if i is not None else "" for i in cells)
+        key = key_of(row, stamp)
+        units.setdefault(key, BilledUnits()).add(
+            int(cached) if cached.isdigit() else None,
+            int(pages) if pages.isdigit() else None,
+            _seconds(seconds),
+            _calls(calls),
+        )
+
+
+def _seconds(cell: str) -> float | None:
+    try:
+        value = float(cell) if cell else None
+    except ValueError:
+        return None
+    return value if value is not None and 0 <= value < float("inf") else None
+
+
+def _calls(cell: str) -> dict[str, int] | None:
+    try:
+        value = json.loads(cell) if cell else None
+    except ValueError:
+        return None
+    if not isinstance(value, dict):
+        return None
+    return {str(k): v for k, v in value.items() if type(v) is int and v >= 0}
 
 
 def _scan(
@@ -256,13 +312,13 @@ def _why(log: UsageLog, row: list[str]) -> str:
     return f"TimestampUTC is {row[log.columns.index('TimestampUTC')]!r}, expected an ISO 8601 time with a UTC offset"
 
 
-def _price(report: Report, sums: dict[tuple[str, ...], list[int]]) -> None:
-    """Price each (group, model) sum, and add it to its group and to the total."""
+def _price(report: Report, sums: dict[tuple[str, ...], list[int]], units: dict[tuple[str, ...], BilledUnits]) -> None:
+    """Price each (group, model) sum, with its units, and add it to its group and to the total."""
     width = len(report.group_by)
     model_at = report.group_by.index("model") if "model" in report.group_by else width
     for key in sorted(sums):
         counts, model = sums[key], key[model_at]
-        cost = report.prices.cost(model, counts[1], counts[2])
+        cost = report.prices.cost(model, counts[1], counts[2], units.get(key))
         if cost is None:
             report.unpriced[model] = report.unpriced.get(model, 0) + counts[0]
         report.groups.setdefault(key[:width], Totals())._add(counts, cost)

@@ -25,21 +25,29 @@ import os
 import re
 import sys
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from .._fork import fork_safe_lock
 
-__all__ = ["ModelPrice", "PriceTable", "PricingError", "builtin_prices", "default_prices", "load_prices"]
+__all__ = [
+    "BilledUnits",
+    "ModelPrice",
+    "PriceTable",
+    "PricingError",
+    "builtin_prices",
+    "default_prices",
+    "load_prices",
+]
 
 PRICES_ENV = "TOKENLOG_PRICES"
 """The environment variable naming a TOML file of price overrides."""
 
 _DATA_FILE = "mistral.toml"
-_TABLE_KEYS = {"as_of", "retrieved", "currency", "source", "models"}
-_MODEL_KEYS = {"input", "output", "aliases", "note"}
+_TABLE_KEYS = {"as_of", "retrieved", "currency", "source", "models", "cached_input_share"}
+_MODEL_KEYS = {"input", "output", "cached_input", "page", "audio_minute", "connector_call", "aliases", "note"}
 _PROVIDER_PREFIXES = ("mistral/", "mistralai/")
 _VERSION_SUFFIX = re.compile(r"-(?:latest|\d{4}|\d{2}-\d{2})$")
 
@@ -48,12 +56,40 @@ class PricingError(ValueError):
     """A price file is missing, is not TOML, or holds a value that is not a price."""
 
 
+@dataclass
+class BilledUnits:
+    """What calls spent beyond their prompt and completion tokens, added up, for pricing them."""
+
+    cached_tokens: int = 0
+    """Prompt tokens read from the cache (part of the prompt tokens, billed at the cached rate)."""
+    pages: int = 0
+    audio_seconds: float = 0.0
+    connector_calls: dict[str, int] = field(default_factory=dict)
+
+    def add(
+        self,
+        cached_tokens: int | None,
+        pages: int | None,
+        audio_seconds: float | None,
+        connector_calls: Mapping[str, int] | None,
+    ) -> None:
+        """Add one call's units (``None``: the call did not say)."""
+        self.cached_tokens += cached_tokens or 0
+        self.pages += pages or 0
+        self.audio_seconds += audio_seconds or 0.0
+        for name, count in (connector_calls or {}).items():
+            self.connector_calls[name] = self.connector_calls.get(name, 0) + count
+
+
 @dataclass(frozen=True)
 class ModelPrice:
-    """What one model (or family of models) costs, in USD per million tokens.
+    """What one model (or family of models) costs, in USD per million tokens, and per unit.
 
     ``input`` and ``output`` are ``None`` for a model that is not billed per token (OCR, billed
-    per page): its cost is unknown. ``origin`` says where the price came from.
+    per page). ``cached_input`` prices prompt tokens read from the cache; ``page`` an OCR page;
+    ``audio_minute`` a minute of audio; ``connector_call`` one call of each connector (by name, as
+    ``usage.connectors`` names them). A unit a call used but that has no price here makes its cost
+    unknown (``None``), never 0. ``origin`` says where the price came from.
     """
 
     name: str
@@ -61,12 +97,46 @@ class ModelPrice:
     output: float | None
     note: str = ""
     origin: str = "built-in"
+    cached_input: float | None = None
+    page: float | None = None
+    audio_minute: float | None = None
+    connector_call: Mapping[str, float] = field(default_factory=dict)
 
-    def cost(self, prompt_tokens: int, completion_tokens: int) -> float | None:
-        """The cost in USD of these tokens, or ``None`` if this model has no per-token price."""
-        if self.input is None or self.output is None:
-            return None
-        return (prompt_tokens * self.input + completion_tokens * self.output) / 1_000_000
+    def cost(self, prompt_tokens: int, completion_tokens: int, units: BilledUnits | None = None) -> float | None:
+        """The cost in USD of these tokens and units, or ``None`` if one of them has no price here.
+
+        Cached tokens are part of ``prompt_tokens``: they are priced at ``cached_input``, the others at ``input``.
+        """
+        used = units or _NOTHING_MORE
+        if self.input is None and self.output is None and not (used.pages or used.audio_seconds):
+            return None  # not billed per token, and no unit it is billed by was counted
+        per_million: tuple[tuple[float, float | None], ...] = (
+            (prompt_tokens - used.cached_tokens, self.input),
+            (used.cached_tokens, self.cached_input),
+            (completion_tokens, self.output),
+        )
+        per_unit: tuple[tuple[float, float | None], ...] = (
+            (used.pages, self.page),
+            (used.audio_seconds / 60, self.audio_minute),
+            *((calls, self.connector_call.get(name)) for name, calls in used.connector_calls.items()),
+        )
+        per_million_usd = 0.0
+        for amount, price in per_million:
+            if amount:
+                if price is None:
+                    return None
+                per_million_usd += amount * price
+        usd = per_million_usd / 1_000_000  # divided once: (12 * 0.5 + 5 * 1.5) / 1e6 stays 1.35e-05
+        for amount, price in per_unit:
+            if amount:
+                if price is None:
+                    return None
+                usd += amount * price
+        return usd
+
+
+_NOTHING_MORE = BilledUnits()
+"""No units beyond the tokens (never changed)."""
 
 
 class PriceTable:
@@ -106,10 +176,12 @@ class PriceTable:
         self._cache[model] = found
         return found
 
-    def cost(self, model: str, prompt_tokens: int, completion_tokens: int) -> float | None:
-        """The estimated cost in USD, or ``None`` when the model has no per-token price."""
+    def cost(
+        self, model: str, prompt_tokens: int, completion_tokens: int, units: BilledUnits | None = None
+    ) -> float | None:
+        """The estimated cost in USD, or ``None`` when the model, or a unit it used, has no price."""
         price = self.lookup(model)
-        return None if price is None else price.cost(prompt_tokens, completion_tokens)
+        return None if price is None else price.cost(prompt_tokens, completion_tokens, units)
 
     def describe(self) -> str:
         """One line saying where these prices come from, for reports."""
@@ -174,6 +246,11 @@ def _parse_table(data: Mapping[str, Any], origin: str) -> tuple[dict[str, ModelP
     currency = data.get("currency", "USD")
     if currency != "USD":
         raise PricingError(f"{origin}: currency is {currency!r}, expected 'USD' (tokenlog does not convert)")
+    share = data.get("cached_input_share")
+    if share is not None and (isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 <= share <= 1):
+        raise PricingError(
+            f"{origin}: cached_input_share is {share!r}, expected a fraction of the input price (0 to 1)"
+        )
     table = data.get("models", {})
     if not isinstance(table, dict):
         raise PricingError(f"{origin}: 'models' must be a table of [models.NAME] entries")
@@ -192,12 +269,27 @@ def _parse_table(data: Mapping[str, Any], origin: str) -> tuple[dict[str, ModelP
         note = entry.get("note", "")
         if not isinstance(note, str):
             raise PricingError(f"{where}.note must be a string")
+        input_price = _price(entry.get("input"), f"{where}.input")
+        cached = _price(entry.get("cached_input"), f"{where}.cached_input")
+        if cached is None and share is not None and input_price is not None:
+            cached = input_price * share
+        calls = entry.get("connector_call", {})
+        if not isinstance(calls, dict):
+            raise PricingError(f"{where}.connector_call must be a table of USD per call by connector name")
         models[name] = ModelPrice(
             name,
-            _price(entry.get("input"), f"{where}.input"),
+            input_price,
             _price(entry.get("output"), f"{where}.output"),
             note=note,
             origin=origin,
+            cached_input=cached,
+            page=_price(entry.get("page"), f"{where}.page", "USD per page"),
+            audio_minute=_price(entry.get("audio_minute"), f"{where}.audio_minute", "USD per minute of audio"),
+            connector_call={
+                str(k): v
+                for k, value in calls.items()
+                if (v := _price(value, f"{where}.connector_call.{k}", "USD per call")) is not None
+            },
         )
         names = entry.get("aliases", [])
         if not isinstance(names, list) or not all(isinstance(alias, str) for alias in names):
@@ -206,11 +298,11 @@ def _parse_table(data: Mapping[str, Any], origin: str) -> tuple[dict[str, ModelP
     return models, aliases
 
 
-def _price(value: object, where: str) -> float | None:
+def _price(value: object, where: str, unit: str = "USD per million tokens") -> float | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-        raise PricingError(f"{where} is {value!r}, expected a number of USD per million tokens (0 or more)")
+        raise PricingError(f"{where} is {value!r}, expected a number of {unit} (0 or more)")
     return float(value)
 
 

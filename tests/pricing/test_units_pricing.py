@@ -1,0 +1,135 @@
+"""Costs that use every unit: cached tokens at the cached rate, pages, audio minutes, connector calls.
+
+The responses are the providers' documented ones (tests/data/usage_samples/); every expected cost is worked out
+here by hand from the table's prices, and a unit without a price makes the cost unknown, never 0.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import tokenlog
+from tokenlog.pricing import BilledUnits, PricingError, builtin_prices, load_prices
+
+SAMPLES = Path(__file__).parents[1] / "data" / "usage_samples"
+SMALL_IN, SMALL_OUT = 0.1, 0.3  # mistral-small, USD per million tokens (tokenlog/pricing/mistral.toml)
+MEDIUM_IN, MEDIUM_OUT = 1.5, 7.5  # mistral-medium
+
+
+def sample(name: str, **changes: object) -> dict[str, Any]:
+    body: dict[str, Any] = json.loads((SAMPLES / name).read_text(encoding="utf-8"))
+    body.update(changes)
+    return body
+
+
+def test_cached_prompt_tokens_cost_a_tenth_of_the_input_price() -> None:
+    """The issue's example: 1,008 of 1,013 prompt tokens cached cost about 5.6x too much when priced in full."""
+    prices = builtin_prices()
+    assert prices.lookup("mistral-small-latest").cached_input == pytest.approx(SMALL_IN * 0.1)  # type: ignore[union-attr]
+    by_hand = (5 * SMALL_IN + 1008 * SMALL_IN * 0.1 + 30 * SMALL_OUT) / 1e6
+    cached = prices.cost("mistral-small-latest", 1013, 30, BilledUnits(cached_tokens=1008))
+    assert cached == pytest.approx(by_hand)
+    in_full = prices.cost("mistral-small-latest", 1013, 30)
+    assert in_full == pytest.approx((1013 * SMALL_IN + 30 * SMALL_OUT) / 1e6)
+    assert in_full / cached == pytest.approx(5.633, abs=0.001)  # type: ignore[operator]
+
+
+def test_a_session_prices_a_cached_chat_at_the_cached_rate() -> None:
+    @tokenlog.track_usage(sinks=[])
+    def ask() -> dict[str, Any]:
+        return sample("mistral_chat_cached.json", model="mistral-small-latest")
+
+    with tokenlog.usage_session(sinks=[]) as session:
+        ask()
+    assert session.by_model["mistral-small-latest"].cached_tokens == 1008
+    assert session.cost == pytest.approx((5 * SMALL_IN + 1008 * SMALL_IN * 0.1 + 30 * SMALL_OUT) / 1e6)
+
+
+def test_report_prices_cached_tokens_when_the_log_has_them(tmp_path: Path) -> None:
+    tokenlog.configure(sinks=[tokenlog.CsvSink("cached.csv", extra_fields=["CachedTokens"]), "plain.csv"])
+
+    @tokenlog.track_usage
+    def ask() -> dict[str, Any]:
+        return sample("mistral_chat_cached.json", model="mistral-small-latest")
+
+    ask()
+    ask()
+    tokenlog.flush()
+
+    def cost(log: str) -> float:
+        done = subprocess.run(
+            [sys.executable, "-m", "tokenlog", "report", log, "--format", "json"],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return json.loads(done.stdout)["total"]["cost_usd"]  # type: ignore[no-any-return]
+
+    assert cost("cached.csv") == pytest.approx(2 * (5 * SMALL_IN + 1008 * SMALL_IN * 0.1 + 30 * SMALL_OUT) / 1e6)
+    assert cost("plain.csv") == pytest.approx(2 * (1013 * SMALL_IN + 30 * SMALL_OUT) / 1e6)  # it cannot know
+
+
+PRICE_FILE = """
+[models.mistral-ocr]
+page = 0.001
+note = "our contract: $1 per 1,000 pages"
+
+[models.voxtral-mini]
+input = 0.04
+output = 0.04
+audio_minute = 0.002
+
+[models.mistral-medium]
+input = 1.5
+output = 7.5
+connector_call = { web_search = 0.03 }
+"""
+
+
+def test_pages_audio_minutes_and_connector_calls_use_their_prices(tmp_path: Path) -> None:
+    prices = load_prices([_write(tmp_path / "prices.toml", PRICE_FILE)], environ=False)
+    assert prices.cost("mistral-ocr-2505-completion", 0, 0, BilledUnits(pages=3)) == pytest.approx(0.003)
+    assert prices.cost("voxtral-mini-latest", 2629, 635, BilledUnits(audio_seconds=203)) == pytest.approx(
+        (2629 + 635) * 0.04 / 1e6 + 203 / 60 * 0.002
+    )
+    conversation = BilledUnits(connector_calls={"web_search": 1})
+    assert prices.cost("mistral-medium-latest", 7300, 55, conversation) == pytest.approx(
+        (7300 * MEDIUM_IN + 55 * MEDIUM_OUT) / 1e6 + 0.03
+    )
+
+
+def test_a_unit_without_a_price_makes_the_cost_unknown_never_zero() -> None:
+    prices = builtin_prices()
+    assert prices.cost("mistral-ocr-latest", 0, 0, BilledUnits(pages=1)) is None  # no page price shipped
+    assert prices.cost("mistral-ocr-latest", 0, 0) is None
+    assert prices.cost("mistral-medium-latest", 7300, 55, BilledUnits(connector_calls={"web_search": 1})) is None
+    assert prices.cost("mistral-small-latest", 10, 5, BilledUnits(audio_seconds=3.0)) is None
+    # zero of a unit is nothing to price
+    assert prices.cost("mistral-small-latest", 10, 5, BilledUnits(connector_calls={"web_search": 0})) is not None
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("cached_input_share = 2\n", "cached_input_share is 2, expected a fraction of the input price"),
+        (
+            '[models.m]\ninput = 1\noutput = 1\npage = "cheap"\n',
+            "models.m.page is 'cheap', expected a number of USD per page",
+        ),
+        ("[models.m]\ninput = 1\noutput = 1\nconnector_call = 3\n", "models.m.connector_call must be a table"),
+    ],
+)
+def test_a_bad_unit_price_is_refused_naming_it(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(PricingError, match=message):
+        load_prices([_write(tmp_path / "bad.toml", text)], environ=False)
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
