@@ -172,6 +172,9 @@ def _locate(obj: object, *, nested: bool) -> tuple[object, object, object] | Non
         usage = getattr(obj, "usage", None)
         if usage is not None:
             return usage, obj, usage
+        raw = getattr(obj, "http_response", None)  # openai's with_raw_response (litellm makes every call so)
+        if raw is not None and _kind(type(raw)) == _HTTP:
+            return _locate(raw, nested=True)
         elsewhere = _usage_elsewhere(obj)
         if elsewhere is not None:
             return elsewhere[0], obj, elsewhere[1]

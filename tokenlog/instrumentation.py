@@ -72,18 +72,26 @@ TARGETS: tuple[Target, ...] = (
     Target("mistralai", "mistralai.client.agents", "Agents", _COMPLETIONS),
     Target("mistralai", "mistralai.client.embeddings", "Embeddings", ("create", "create_async")),
     Target("mistralai", "mistralai.client.conversations", "Conversations", _CONVERSATIONS),
+    Target("mistralai", "mistralai.client.transcriptions", "Transcriptions", _COMPLETIONS),
+    Target("mistralai", "mistralai.client.ocr", "Ocr", ("process", "process_async")),
+    Target("mistralai", "mistralai.client.responses", "Responses", ("create", "create_async")),
     # mistralai 1.x: from mistralai import Mistral
     Target("mistralai", "mistralai.chat", "Chat", _COMPLETIONS),
     Target("mistralai", "mistralai.fim", "Fim", _COMPLETIONS),
     Target("mistralai", "mistralai.agents", "Agents", _COMPLETIONS),
     Target("mistralai", "mistralai.embeddings", "Embeddings", ("create", "create_async")),
     Target("mistralai", "mistralai.conversations", "Conversations", _CONVERSATIONS),
+    Target("mistralai", "mistralai.transcriptions", "Transcriptions", _COMPLETIONS),
+    Target("mistralai", "mistralai.ocr", "Ocr", ("process", "process_async")),
     # mistralai 0.x: MistralClient / MistralAsyncClient
     Target("mistralai", "mistralai.client", "MistralClient", _CLIENT_0X, "chat_stream"),
     Target("mistralai", "mistralai.async_client", "MistralAsyncClient", _CLIENT_0X, "chat_stream"),
     # openai 1.x and later
-    Target("openai", "openai.resources.chat.completions", "Completions", ("create",)),
-    Target("openai", "openai.resources.chat.completions", "AsyncCompletions", ("create",)),
+    # (parse: structured outputs; with_raw_response.create goes through create and is read from its body)
+    Target("openai", "openai.resources.chat.completions", "Completions", ("create", "parse")),
+    Target("openai", "openai.resources.chat.completions", "AsyncCompletions", ("create", "parse")),
+    Target("openai", "openai.resources.beta.chat.completions", "Completions", ("parse",)),  # openai < 1.92
+    Target("openai", "openai.resources.beta.chat.completions", "AsyncCompletions", ("parse",)),
     Target("openai", "openai.resources.completions", "Completions", ("create",)),
     Target("openai", "openai.resources.completions", "AsyncCompletions", ("create",)),
     Target("openai", "openai.resources.embeddings", "Embeddings", ("create",)),

@@ -400,3 +400,69 @@ def test_a_line_of_a_batch_jobs_output_file_is_read_from_its_response_body() -> 
         ("ministral-3b-latest", 10, 7, 17),
         ("ministral-3b-latest", 10, 28, 38),
     ]
+
+
+# -- calls recorded inside a session without a decorator (instrumentation) --------------------------------------
+
+
+@needs_mistralai_2
+def test_ocr_transcription_and_conversation_calls_in_a_session_are_recorded_without_a_decorator(
+    memory: MemorySink, server: MistralCompatibleServer, mistral: Mistral
+) -> None:
+    conversation = sample("mistral_conversation_connectors.json")
+    conversation["outputs"][0].setdefault("arguments", "{}")  # see the conversation test above
+    server.respond_next(sample("mistral_ocr.json"), sample("mistral_transcription.json"), conversation)
+    with tokenlog.usage_session(sinks=[memory]) as session:
+        mistral.ocr.process(
+            model="mistral-ocr-latest", document={"type": "document_url", "document_url": "https://x.invalid/r.pdf"}
+        )
+        mistral.audio.transcriptions.complete(
+            model="voxtral-mini-latest", file={"content": b"ID3", "file_name": "a.mp3"}
+        )
+        mistral.beta.conversations.start(inputs="Who won?", model="mistral-medium-latest")
+    assert [(r.model, r.total_tokens) for r in memory.records] == [
+        ("mistral-ocr-2505-completion", 0),
+        ("voxtral-mini-latest", 3264),
+        ("mistral-medium-latest", 7355),
+    ]
+    assert session.calls == 3
+    assert session.by_model["mistral-ocr-2505-completion"].pages == 1
+    assert session.by_model["mistral-medium-latest"].connector_calls == {"web_search": 1}
+
+
+def test_openai_with_raw_response_in_a_session_is_recorded_from_its_body(
+    memory: MemorySink, server: MistralCompatibleServer, oai: openai.OpenAI
+) -> None:
+    """litellm calls every OpenAI-compatible API so. Before: no row, and a warning that it had no usage."""
+    with tokenlog.usage_session(sinks=[memory]) as session:
+        raw = oai.chat.completions.with_raw_response.create(
+            model="mistral-small-latest", messages=[{"role": "user", "content": "two words"}]
+        )
+        completion = raw.parse()
+    assert session.calls == 1
+    (record,) = memory.records
+    assert (record.model, record.total_tokens, record.request_id) == (
+        "mistral-small-latest",
+        completion.usage.total_tokens,  # type: ignore[union-attr]
+        completion.id,
+    )
+
+
+def test_openai_structured_output_parse_in_a_session_is_recorded(
+    memory: MemorySink, server: MistralCompatibleServer, oai: openai.OpenAI
+) -> None:
+    from pydantic import BaseModel
+
+    class Answer(BaseModel):
+        river: str
+
+    body = sample("openai_chat_reasoning.json")
+    body["choices"][0]["message"]["content"] = '{"river": "Seine"}'
+    server.respond_next(body)
+    with tokenlog.usage_session(sinks=[memory]) as session:
+        parsed = oai.chat.completions.parse(
+            model="gpt-4o", messages=[{"role": "user", "content": "Paris river?"}], response_format=Answer
+        )
+    assert parsed.choices[0].message.parsed == Answer(river="Seine")
+    assert session.calls == 1
+    assert counts(memory.records[0])[:4] == ("gpt-4o-2024-08-06", 1117, 46, 1163)

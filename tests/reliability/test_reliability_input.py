@@ -133,7 +133,8 @@ def read_as(counts: dict[str, object]) -> dict[str, object]:
 
 
 def expected_counts(counts: dict[str, object]) -> tuple[int, int, int] | None:
-    """The documented rule: any two valid counts give the third; a prompt count alone is an embedding."""
+    """The documented rule: any two valid counts give the third; a prompt count alone is an embedding; a total
+    above prompt + completion counts the difference as prompt tokens (input the API counts apart)."""
     prompt, completion, total = counts.values()
     absent = [value is ABSENT or value is None for value in counts.values()]
     if usable(prompt) and absent[1] and absent[2]:
@@ -148,6 +149,8 @@ def expected_counts(counts: dict[str, object]) -> tuple[int, int, int] | None:
         p = t - c  # type: ignore[operator]
     elif c is None:
         c = t - p
+    elif t > p + c:  # type: ignore[operator]
+        p = t - c  # type: ignore[operator]
     return (p, c, t) if 0 <= p <= MAX_COUNT and 0 <= c <= MAX_COUNT and 0 <= t <= MAX_COUNT else None  # type: ignore[operator,return-value]
 
 
