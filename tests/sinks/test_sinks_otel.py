@@ -177,3 +177,39 @@ def test_with_a_tracer_provider_each_record_becomes_a_client_span_covering_the_c
         "gen_ai.response.id": "cmpl-1",
     }
     assert "gen_ai.usage.input_tokens" not in (spans["handler"].attributes or {})
+
+
+def test_units_become_span_attributes_named_as_the_genai_conventions_name_them(
+    meter_provider: MeterProvider, tracer_provider: TracerProvider, exporter: InMemorySpanExporter
+) -> None:
+    sink = OpenTelemetrySink(meter_provider, tracer_provider)
+    when = datetime(2023, 10, 27, 10, 30, 0, tzinfo=timezone.utc)
+    conversation = UsageRecord(
+        when, "mistral-medium", 7300, 55, 7355, connector_tokens=7112, connector_calls={"web_search": 1}
+    )
+    cached = UsageRecord(when, "mistral-small", 1013, 30, 1043, cached_tokens=1008, service_tier="standard")
+    with tracer_provider.get_tracer("app").start_as_current_span("handler"):
+        sink.write(conversation)
+        sink.write(cached)
+    spans = {span.name: dict(span.attributes or {}) for span in exporter.get_finished_spans()}
+    assert spans["chat mistral-small"]["gen_ai.usage.cache_read.input_tokens"] == 1008
+    assert spans["chat mistral-small"]["tokenlog.service_tier"] == "standard"
+    assert spans["chat mistral-medium"]["tokenlog.usage.connector_tokens"] == 7112
+    assert spans["chat mistral-medium"]["tokenlog.usage.connector_calls.web_search"] == 1
+    assert "gen_ai.usage.cache_read.input_tokens" not in spans["chat mistral-medium"]  # it did not say
+    # the enclosing span (annotated when no tracer provider is given) sums them as it sums tokens
+    tokenlog.configure(sinks=[OpenTelemetrySink(meter_provider)])
+    with tracer_provider.get_tracer("app").start_as_current_span("request"):
+        for _ in range(2):
+            tokenlog.track_usage(
+                lambda: {
+                    "model": "m",
+                    "usage": {
+                        "prompt_tokens": 9,
+                        "completion_tokens": 1,
+                        "prompt_tokens_details": {"cached_tokens": 8},
+                    },
+                }
+            )()
+    request = {span.name: dict(span.attributes or {}) for span in exporter.get_finished_spans()}["request"]
+    assert (request["gen_ai.usage.input_tokens"], request["gen_ai.usage.cache_read.input_tokens"]) == (18, 16)

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING
 
-from ..record import UsageRecord
+from ..record import UsageRecord, has_units
 from ._fields import latency
 
 if TYPE_CHECKING:
@@ -140,6 +140,11 @@ class OpenTelemetrySink:
         so_far: Mapping[str, object] = getattr(span, "attributes", None) or {}
         _add(span, so_far, "gen_ai.usage.input_tokens", record.prompt_tokens)
         _add(span, so_far, "gen_ai.usage.output_tokens", record.completion_tokens)
+        for key, value in _unit_attributes(record).items():
+            if isinstance(value, str):
+                span.set_attribute(key, value)
+            else:
+                _add(span, so_far, key, value)
 
     @staticmethod
     def _span_of_its_own(tracer: Tracer, record: UsageRecord, attributes: dict[str, str]) -> None:
@@ -147,10 +152,11 @@ class OpenTelemetrySink:
 
         end = _nanoseconds(record)
         start = end - int((latency(record) or 0.0) * 1_000_000)
-        span_attributes: dict[str, str | int] = {
+        span_attributes: dict[str, str | int | float] = {
             **attributes,
             "gen_ai.usage.input_tokens": record.prompt_tokens,
             "gen_ai.usage.output_tokens": record.completion_tokens,
+            **_unit_attributes(record),
         }
         if record.request_id is not None:
             span_attributes["gen_ai.response.id"] = record.request_id
@@ -159,9 +165,26 @@ class OpenTelemetrySink:
         span.end(end_time=end)
 
 
-def _add(span: Span, so_far: Mapping[str, object], key: str, tokens: int) -> None:
+def _unit_attributes(record: UsageRecord) -> dict[str, int | float | str]:
+    """A record's units as span attributes: the GenAI conventions' name where they have one, else ``tokenlog.*``."""
+    if not has_units(record):
+        return {}
+    found: dict[str, int | float | str | None] = {
+        "gen_ai.usage.cache_read.input_tokens": record.cached_tokens,  # part of gen_ai.usage.input_tokens
+        "tokenlog.usage.reasoning_tokens": record.reasoning_tokens,
+        "tokenlog.usage.audio_seconds": record.audio_seconds,
+        "tokenlog.usage.connector_tokens": record.connector_tokens,
+        "tokenlog.usage.pages": record.pages,
+        "tokenlog.service_tier": record.service_tier,
+    }
+    for name, calls in (record.connector_calls or {}).items():
+        found[f"tokenlog.usage.connector_calls.{name}"] = calls
+    return {key: value for key, value in found.items() if value is not None}
+
+
+def _add(span: Span, so_far: Mapping[str, object], key: str, amount: float) -> None:
     previous = so_far.get(key)
-    span.set_attribute(key, tokens + previous if isinstance(previous, int) else tokens)
+    span.set_attribute(key, amount + previous if isinstance(previous, (int, float)) else amount)
 
 
 def _nanoseconds(record: UsageRecord) -> int:
