@@ -128,6 +128,11 @@ def _add_report(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         default=[],
         help="a TOML file of prices that overrides or extends the built-in table (also $TOKENLOG_PRICES)",
     )
+    report.add_argument(
+        "--reprice",
+        action="store_true",
+        help="price every call from the table, also those whose CostUSD the log recorded when they were made",
+    )
 
 
 def _usage_error(args: argparse.Namespace, message: str) -> NoReturn:
@@ -161,7 +166,13 @@ def _report(args: argparse.Namespace) -> int:
             f"{files[0]}: no such file. Run your program to write it, or name a log: tokenlog report FILE"
         )
     report = build_report(
-        files, group_by=by, since=since, until=until, models=_split(args.model), prices=load_prices(args.prices)
+        files,
+        group_by=by,
+        since=since,
+        until=until,
+        models=_split(args.model),
+        prices=load_prices(args.prices),
+        reprice=args.reprice,
     )
     sys.stdout.write(render(report, args.format, color=args.format == "table" and _color(sys.stdout)))
     if report.skipped:

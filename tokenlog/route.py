@@ -77,6 +77,8 @@ def record(
     )
     if own is None:
         own = scopes.destination if scopes.destination is not None else _defaults()
+    if own.wants_cost:
+        units = _priced(fields[1], prompt, completion, units)
     captures = _captures
     # A row with units (cached tokens, pages, ...) goes as a record: write_fields takes the fixed fields only.
     built = trusted_record(*fields, units) if units or captures or scopes.keep_records or not own.takes_fields else None
@@ -97,6 +99,21 @@ def record(
             return built  # a capture_usage() block keeps it from the sinks
     own.write(built)
     return built
+
+
+def _priced(model: str, prompt: int, completion: int, units: dict[str, object] | None) -> dict[str, object] | None:
+    """``units`` with the call's ``cost_usd`` from :func:`~tokenlog.pricing.default_prices` (left out if unknown)."""
+    from .pricing import BilledUnits, default_prices
+
+    got = units or {}
+    billed = BilledUnits(
+        got.get("cached_tokens") or 0,  # type: ignore[arg-type]
+        got.get("pages") or 0,  # type: ignore[arg-type]
+        got.get("audio_seconds") or 0.0,  # type: ignore[arg-type]
+        dict(got.get("connector_calls") or {}),  # type: ignore[call-overload]
+    )
+    cost = default_prices().cost(model, prompt, completion, billed)
+    return units if cost is None else {**got, "cost_usd": cost}
 
 
 def note_missing_usage(scopes: OpenScopes) -> None:

@@ -133,3 +133,67 @@ def test_a_bad_unit_price_is_refused_naming_it(tmp_path: Path, text: str, messag
 def _write(path: Path, text: str) -> Path:
     path.write_text(text, encoding="utf-8")
     return path
+
+
+def test_cost_usd_is_written_when_recorded_if_asked_and_report_uses_it_unless_repriced(tmp_path: Path) -> None:
+    tokenlog.configure(sinks=[tokenlog.CsvSink("priced.csv", extra_fields=["CachedTokens", "CostUSD"]), "plain.csv"])
+
+    @tokenlog.track_usage
+    def ask() -> dict[str, Any]:
+        return sample("mistral_chat_cached.json", model="mistral-small-latest")
+
+    ask()
+    tokenlog.flush()
+    by_hand = (5 * SMALL_IN + 1008 * SMALL_IN * 0.1 + 30 * SMALL_OUT) / 1e6
+    (row,) = read_csv("priced.csv")
+    assert float(row["CostUSD"]) == pytest.approx(by_hand)
+    assert read_csv("plain.csv")[0].keys() == {
+        "TimestampUTC",
+        "Model",
+        "PromptTokens",
+        "CompletionTokens",
+        "TotalTokens",
+    }
+    dearer = _write(tmp_path / "dearer.toml", "[models.mistral-small]\ninput = 1.0\noutput = 3.0\ncached_input = 0.1\n")
+
+    def cost(*args: str) -> float:
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "tokenlog",
+                "report",
+                "priced.csv",
+                "--format",
+                "json",
+                "--prices",
+                str(dearer),
+                *args,
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return json.loads(done.stdout)["total"]["cost_usd"]  # type: ignore[no-any-return]
+
+    assert cost() == pytest.approx(by_hand)  # the price it had when it was made
+    assert cost("--reprice") == pytest.approx((5 * 1.0 + 1008 * 0.1 + 30 * 3.0) / 1e6)  # today's table
+
+
+def test_a_call_without_a_price_gets_no_cost_usd_and_the_row_is_written() -> None:
+    tokenlog.configure(sinks=[tokenlog.CsvSink("priced.csv", extra_fields=["CostUSD"])])
+
+    @tokenlog.track_usage
+    def ask() -> dict[str, Any]:
+        return {"model": "my-finetune", "usage": {"prompt_tokens": 3, "completion_tokens": 4}}
+
+    ask()
+    tokenlog.flush()
+    assert read_csv("priced.csv")[0]["CostUSD"] == ""
+
+
+def read_csv(path: str) -> list[dict[str, str]]:
+    import csv
+
+    with open(path, newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))

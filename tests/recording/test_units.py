@@ -46,7 +46,10 @@ def memory() -> Iterator[MemorySink]:
 
 
 def units(record: UsageRecord) -> dict[str, object]:
-    return {name: getattr(record, name) for name in UNIT_NAMES if getattr(record, name) is not None}
+    """The units the response gave (the cost the CostUSD column asks for is tests/pricing's subject)."""
+    return {
+        name: getattr(record, name) for name in UNIT_NAMES if getattr(record, name) is not None and name != "cost_usd"
+    }
 
 
 def counts(record: UsageRecord) -> tuple[str, int, int, int, str | None]:

@@ -56,6 +56,7 @@ class BufferedSink:
         if not max_seconds > 0:
             raise ValueError(f"BufferedSink max_seconds is {max_seconds!r}, expected a positive number of seconds")
         self.sink = sink
+        self.wants_cost = getattr(sink, "wants_cost", False) is True  # priced as the sink it wraps asks
         self.max_rows = max_rows
         self.max_seconds = float(max_seconds)
         self._guarded: GuardedSink = guard(sink)

@@ -59,6 +59,9 @@ class Destination(Protocol):
 
     takes_fields: bool
     """True if every sink behind it writes a row from the field values: no record need be built."""
+    wants_cost: bool
+    """True if a sink behind it stores each call's cost (``CsvSink(extra_fields=["CostUSD"])``): records are
+    priced when they are made."""
 
     def write(self, record: UsageRecord) -> None: ...
 
@@ -92,6 +95,7 @@ class GuardedSink:
         self.sink = sink
         self._write_fields: Callable[[RecordValues], bool] | None = _own_capability(sink, "write_fields")
         self.takes_fields = self._write_fields is not None
+        self.wants_cost = getattr(sink, "wants_cost", False) is True  # an optional sink attribute
         self.pending: deque[UsageRecord] = deque()
         self.lost = 0
         self.last_error: str | None = None
@@ -235,11 +239,12 @@ class Fanout:
     """Several guarded sinks that each get every record, in order; in strict mode the first failure is
     raised after every sink was tried."""
 
-    __slots__ = ("guards", "takes_fields")
+    __slots__ = ("guards", "takes_fields", "wants_cost")
 
     def __init__(self, guards: tuple[GuardedSink, ...]) -> None:
         self.guards = guards
         self.takes_fields = all(guarded.takes_fields for guarded in guards)
+        self.wants_cost = any(guarded.wants_cost for guarded in guards)
 
     def __repr__(self) -> str:
         return f"Fanout({list(self.guards)!r})"

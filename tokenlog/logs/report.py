@@ -134,11 +134,14 @@ def build_report(
     until: str | None = None,
     models: Sequence[str] = (),
     prices: PriceTable | None = None,
+    reprice: bool = False,
 ) -> Report:
     """Total the rows of every log in ``paths``; raise :class:`~tokenlog.logs.read.LogFileError` on an unreadable one.
 
     ``since`` and ``until`` are UTC timestamps from :func:`parse_time` (both inclusive); ``models``
-    are model names or glob patterns (``mistral-large*``). Rows that are not usage rows (a count
+    are model names or glob patterns (``mistral-large*``). A group whose every row has the ``CostUSD`` it was
+    priced at when recorded costs their sum, unless ``reprice``: then, as any other, what the table says. Rows that
+    are not usage rows (a count
     that is not a non-negative integer, a timestamp without a UTC offset) are skipped and counted.
     """
     unknown = [dimension for dimension in group_by if dimension not in DIMENSIONS]
@@ -154,11 +157,11 @@ def build_report(
         _scan(log, report, sums, since, until, models)
         if any(log.index(column) is not None for column in _UNIT_COLUMNS):
             _scan_units(log, report, units, since, until, models)
-    _price(report, sums, units)
+    _price(report, sums, units, reprice)
     return report
 
 
-_UNIT_COLUMNS = ("CachedTokens", "Pages", "AudioSeconds", "ConnectorCalls")
+_UNIT_COLUMNS = ("CachedTokens", "Pages", "AudioSeconds", "ConnectorCalls", "CostUSD")
 """The columns of units that prices depend on, beyond the tokens."""
 
 
@@ -183,14 +186,21 @@ def _scan_units(
             continue
         if patterns and not any(fnmatchcase(row[i_model], pattern) for pattern in patterns):
             continue
-        cached, pages, seconds, calls = (row[i] if i is not None else "" for i in cells)
+        cached, pages, seconds, calls, cost = (row[i] if i is not None else "" for i in cells)
         key = key_of(row, stamp)
-        units.setdefault(key, BilledUnits()).add(
+        billed = units.get(key)
+        if billed is None:
+            billed = units[key] = BilledUnits()
+        billed.add(
             int(cached) if cached.isdigit() else None,
             int(pages) if pages.isdigit() else None,
             _seconds(seconds),
             _calls(calls),
         )
+        recorded = _seconds(cost)  # a non-negative finite number, as a latency is
+        if recorded is not None:
+            billed.recorded_calls += 1
+            billed.recorded_cost += recorded
 
 
 def _seconds(cell: str) -> float | None:
@@ -312,13 +322,22 @@ def _why(log: UsageLog, row: list[str]) -> str:
     return f"TimestampUTC is {row[log.columns.index('TimestampUTC')]!r}, expected an ISO 8601 time with a UTC offset"
 
 
-def _price(report: Report, sums: dict[tuple[str, ...], list[int]], units: dict[tuple[str, ...], BilledUnits]) -> None:
+def _price(
+    report: Report,
+    sums: dict[tuple[str, ...], list[int]],
+    units: dict[tuple[str, ...], BilledUnits],
+    reprice: bool = False,
+) -> None:
     """Price each (group, model) sum, with its units, and add it to its group and to the total."""
     width = len(report.group_by)
     model_at = report.group_by.index("model") if "model" in report.group_by else width
     for key in sorted(sums):
         counts, model = sums[key], key[model_at]
-        cost = report.prices.cost(model, counts[1], counts[2], units.get(key))
+        billed = units.get(key)
+        if not reprice and billed is not None and billed.recorded_calls == counts[0]:
+            cost: float | None = billed.recorded_cost  # priced when recorded, every call of the group
+        else:
+            cost = report.prices.cost(model, counts[1], counts[2], billed)
         if cost is None:
             report.unpriced[model] = report.unpriced.get(model, 0) + counts[0]
         report.groups.setdefault(key[:width], Totals())._add(counts, cost)

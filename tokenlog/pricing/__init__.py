@@ -65,6 +65,10 @@ class BilledUnits:
     pages: int = 0
     audio_seconds: float = 0.0
     connector_calls: dict[str, int] = field(default_factory=dict)
+    recorded_calls: int = 0
+    """How many of the calls came with the cost they were priced at when recorded (a log's ``CostUSD``)."""
+    recorded_cost: float = 0.0
+    """The sum of those costs."""
 
     def add(
         self,

@@ -211,6 +211,8 @@ class CsvSink:
         self.path = os.path.abspath(os.fspath(path))
         self.extra_fields = extra
         self.columns = MANDATORY_COLUMNS + extra
+        self.wants_cost = "CostUSD" in extra
+        """Records are priced when they are made, for the ``CostUSD`` column (an optional sink attribute)."""
         self.lock_timeout = lock_timeout
         self.formula_guard = formula_guard
         self._header = (",".join(self.columns) + "\n").encode()
