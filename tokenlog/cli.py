@@ -115,6 +115,13 @@ def _add_report(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         metavar="GROUP",
         help=f"group by {', '.join(DIMENSIONS)}; combine them (--by model,day or --by model --by day). Default: model",
     )
+    report.add_argument(
+        "--where",
+        action="append",
+        default=[],
+        metavar="tag:NAME=VALUE",
+        help="only calls with this tag value (tag:team=search); repeat to require several",
+    )
     report.add_argument("--since", metavar="TIME", help="only calls at or after TIME (2026-06-01, 2026-06-01T14:00)")
     report.add_argument("--until", metavar="TIME", help="only calls at or before TIME (a date includes its whole day)")
     report.add_argument(
@@ -152,13 +159,20 @@ def _report(args: argparse.Namespace) -> int:
     Total the calls, prompt, completion and total tokens and the estimated cost in usage logs (CSV, JSONL or
     SQLite), grouped and filtered. Reads each file once, row by row.
     """
-    from .logs.report import DIMENSIONS, build_report, render
+    from .logs.report import build_report, dimension_problem, parse_where, render
     from .pricing import load_prices
 
     by = _split(args.by) or ["model"]
     for name in by:
-        if name not in DIMENSIONS:
-            _usage_error(args, f"--by {name}: expected one of {', '.join(DIMENSIONS)}")
+        problem = dimension_problem(name)
+        if problem:
+            _usage_error(args, f"--by {name}: {problem}")
+    where = []
+    for text in args.where:
+        try:
+            where.append(parse_where(text))
+        except ValueError as exc:
+            _usage_error(args, f"--where {exc}")
     since, until = _time_option(args, "since"), _time_option(args, "until")
     files = args.files or [_default_log()]
     if not args.files and not os.path.exists(files[0]):
@@ -173,6 +187,7 @@ def _report(args: argparse.Namespace) -> int:
         models=_split(args.model),
         prices=load_prices(args.prices),
         reprice=args.reprice,
+        where=where,
     )
     sys.stdout.write(render(report, args.format, color=args.format == "table" and _color(sys.stdout)))
     if report.skipped:

@@ -328,3 +328,42 @@ def test_an_sqlite_file_without_a_usage_table_is_refused(tmp_path: Path) -> None
     result = run_tokenlog("report", str(path), cwd=tmp_path)
     assert result.returncode == 2
     assert f"{path}: no table 'usage': not a tokenlog SQLite log" in result.stderr
+
+
+def tagged_records() -> list[UsageRecord]:
+    return [
+        UsageRecord(START, "mistral-small-latest", 10, 1, 11, tags={"feature": "search", "team": "a"}),
+        UsageRecord(START, "mistral-small-latest", 20, 1, 21, tags={"feature": "summary", "team": "a"}),
+        UsageRecord(START, "mistral-small-latest", 5, 1, 6, tags={"feature": "search", "team": "b"}),
+        UsageRecord(START, "mistral-small-latest", 1, 1, 2),
+    ]
+
+
+@pytest.mark.parametrize("name", ["usage.csv", "usage.jsonl", "usage.db"])
+def test_report_groups_by_a_tags_value_and_filters_by_tags(tmp_path: Path, name: str) -> None:
+    path = tmp_path / name
+    {"usage.csv": write_csv, "usage.jsonl": write_jsonl, "usage.db": write_sqlite}[name](path, tagged_records())
+    by_feature = groups(report_json(name, "--by", "tag:feature", cwd=tmp_path))
+    assert [(g["tag:feature"], g["calls"], g["prompt_tokens"]) for g in by_feature] == [
+        ("", 1, 1),  # calls without the tag
+        ("search", 2, 15),
+        ("summary", 1, 20),
+    ]
+    team_a = report_json(name, "--where", "tag:team=a", "--by", "tag:feature", cwd=tmp_path)
+    assert [(g["tag:feature"], g["prompt_tokens"]) for g in groups(team_a)] == [("search", 10), ("summary", 20)]
+    both = report_json(name, "--where", "tag:team=a", "--where", "tag:feature=search", cwd=tmp_path)
+    assert both["total"]["prompt_tokens"] == 10
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--where", "team=a"], "--where 'team=a': expected tag:NAME=VALUE (tag:team=search)"),
+        (["--by", "tag:"], "--by tag:: expected one of model, day, hour, session, function, tag:NAME"),
+    ],
+)
+def test_a_malformed_tag_option_is_a_usage_error(tmp_path: Path, args: list[str], message: str) -> None:
+    write_csv(tmp_path / "usage.csv", tagged_records())
+    result = run_tokenlog("report", "usage.csv", *args, cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.splitlines()[-1] == f"tokenlog report: error: {message}"

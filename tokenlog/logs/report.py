@@ -29,9 +29,41 @@ from ..format import utc_timestamp
 from ..pricing import BilledUnits, PriceTable, default_prices
 from .read import UsageLog, open_log
 
-__all__ = ["DIMENSIONS", "FORMATS", "Report", "Totals", "build_report", "parse_time", "render"]
+__all__ = [
+    "DIMENSIONS",
+    "FORMATS",
+    "Report",
+    "Totals",
+    "build_report",
+    "dimension_problem",
+    "parse_time",
+    "parse_where",
+    "render",
+]
 
-DIMENSIONS = ("model", "day", "hour", "session", "function")
+DIMENSIONS = ("model", "day", "hour", "session", "function", "tag:NAME")
+"""What a report groups by; ``tag:NAME`` is the value of the tag ``NAME`` (empty for calls without it)."""
+
+
+def dimension_problem(name: str) -> str | None:
+    """Why ``name`` is not something a report can group by; ``None`` if it is."""
+    if name in DIMENSIONS[:-1] or (name.startswith("tag:") and len(name) > 4):
+        return None
+    return f"expected one of {', '.join(DIMENSIONS)}"
+
+
+def parse_where(text: str) -> tuple[str, str]:
+    """A ``--where`` filter, ``tag:NAME=VALUE``, as ``(NAME, VALUE)``; raise ValueError if it is not one.
+
+    >>> parse_where("tag:team=search")
+    ('team', 'search')
+    """
+    name, equals, value = text.removeprefix("tag:").partition("=")
+    if not text.startswith("tag:") or not equals or not name:
+        raise ValueError(f"{text!r}: expected tag:NAME=VALUE (tag:team=search)")
+    return name, value
+
+
 """What ``--by`` can group by; they combine (``--by model,day``)."""
 
 FORMATS = ("table", "json", "csv", "markdown")
@@ -135,28 +167,34 @@ def build_report(
     models: Sequence[str] = (),
     prices: PriceTable | None = None,
     reprice: bool = False,
+    where: Sequence[tuple[str, str]] = (),
 ) -> Report:
     """Total the rows of every log in ``paths``; raise :class:`~tokenlog.logs.read.LogFileError` on an unreadable one.
 
     ``since`` and ``until`` are UTC timestamps from :func:`parse_time` (both inclusive); ``models``
-    are model names or glob patterns (``mistral-large*``). A group whose every row has the ``CostUSD`` it was
+    are model names or glob patterns (``mistral-large*``); ``where`` keeps only calls whose tags have these
+    ``(name, value)`` pairs (all of them). A group whose every row has the ``CostUSD`` it was
     priced at when recorded costs their sum, unless ``reprice``: then, as any other, what the table says. Rows that
     are not usage rows (a count
     that is not a non-negative integer, a timestamp without a UTC offset) are skipped and counted.
     """
-    unknown = [dimension for dimension in group_by if dimension not in DIMENSIONS]
-    if unknown:
-        raise ValueError(f"cannot group by {unknown[0]!r}, expected one of {', '.join(DIMENSIONS)}")
+    for dimension in group_by:
+        problem = dimension_problem(dimension)
+        if problem:
+            raise ValueError(f"cannot group by {dimension!r}, {problem}")
     group_by = tuple(dict.fromkeys(group_by))
     logs = [open_log(path, errors="replace") for path in paths]  # every file is checked before any is read
     report = Report([log.path for log in logs], group_by, prices or default_prices())
     report.filters = {"since": since, "until": until, "model": list(models)}
+    if where:
+        report.filters["where"] = [f"tag:{name}={value}" for name, value in where]
     sums: dict[tuple[str, ...], list[int]] = {}  # group values + the model (for its price) -> counts
     units: dict[tuple[str, ...], BilledUnits] = {}  # the same keys -> cached tokens, pages, ... (logs that have them)
     for log in logs:
-        _scan(log, report, sums, since, until, models)
+        tagged = _tag_filter(log, where)
+        _scan(log, report, sums, since, until, models, tagged)
         if any(log.index(column) is not None for column in _UNIT_COLUMNS):
-            _scan_units(log, report, units, since, until, models)
+            _scan_units(log, report, units, since, until, models, tagged)
     _price(report, sums, units, reprice)
     return report
 
@@ -172,6 +210,7 @@ def _scan_units(
     since: str | None,
     until: str | None,
     patterns: Sequence[str],
+    tagged: Callable[[list[str]], bool] | None,
 ) -> None:
     """Add up the priced units of one log's rows, by the keys of :func:`_scan` (a second pass: only for logs
     with unit columns, so the token pass stays plain). A cell that is not a unit's value counts as empty."""
@@ -185,6 +224,8 @@ def _scan_units(
         if stamp is None or (since is not None and stamp < since) or (until is not None and stamp > until):
             continue
         if patterns and not any(fnmatchcase(row[i_model], pattern) for pattern in patterns):
+            continue
+        if tagged is not None and not tagged(row):
             continue
         cached, pages, seconds, calls, cost = (row[i] if i is not None else "" for i in cells)
         key = key_of(row, stamp)
@@ -228,6 +269,7 @@ def _scan(
     since: str | None,
     until: str | None,
     patterns: Sequence[str],
+    tagged: Callable[[list[str]], bool] | None = None,
 ) -> None:
     """Add one log's rows to ``sums``: the hot loop, kept to plain operations on strings and ints."""
     column = log.columns.index
@@ -260,6 +302,8 @@ def _scan(
                 keep = wanted[model] = any(fnmatchcase(model, pattern) for pattern in patterns)
             if not keep:
                 continue
+        if tagged is not None and not tagged(row):
+            continue
         if stamp < first:
             first = stamp
         if stamp > last:
@@ -296,10 +340,42 @@ def _key_function(log: UsageLog, group_by: tuple[str, ...]) -> Callable[[list[st
         "day": lambda row, stamp: stamp[:10],
         "hour": lambda row, stamp: stamp[:10] + " " + stamp[11:13] + ":00",
     }
-    getters = [parts[name] for name in group_by]
+    getters = [parts[name] if name in parts else _tag_reader(log, name[4:]) for name in group_by]
     if "model" not in group_by:
         getters.append(parts["model"])
     return lambda row, stamp: tuple([get(row, stamp) for get in getters])
+
+
+def _tag_reader(log: UsageLog, name: str) -> Callable[[list[str], str], str]:
+    """The value of the tag ``name`` in a row's ``Tags`` (JSON, parsed once per distinct text); ``""`` if none."""
+    index = log.index("Tags")
+    if index is None:
+        return lambda row, stamp: ""
+    parsed: dict[str, dict[str, object]] = {}
+
+    def read(row: list[str], stamp: str) -> str:
+        text = row[index] if index < len(row) else ""
+        tags = parsed.get(text)
+        if tags is None:
+            try:
+                loaded = json.loads(text) if text else {}
+            except ValueError:
+                loaded = {}
+            tags = loaded if isinstance(loaded, dict) else {}
+            if len(parsed) < 10_000:  # tags unique to each row must not grow this without bound
+                parsed[text] = tags
+        value = tags.get(name, "")
+        return value if isinstance(value, str) else json.dumps(value)
+
+    return read
+
+
+def _tag_filter(log: UsageLog, where: Sequence[tuple[str, str]]) -> Callable[[list[str]], bool] | None:
+    """A test that a row's tags have every ``(name, value)`` of ``where``; ``None`` when there is no filter."""
+    if not where:
+        return None
+    readers = [(_tag_reader(log, name), value) for name, value in where]
+    return lambda row: all(read(row, "") == value for read, value in readers)
 
 
 def _skip(report: Report, log: UsageLog, row: list[str]) -> None:
@@ -391,7 +467,7 @@ def _csv(report: Report) -> str:
 
 def _cells(report: Report) -> tuple[list[str], list[list[str]], list[str]]:
     """Headings, one row of display cells per group, and the total row."""
-    headings = [_HEADINGS[name] for name in report.group_by] + [*_COUNT_HEADINGS, "cost (USD)"]
+    headings = [_HEADINGS.get(name, name) for name in report.group_by] + [*_COUNT_HEADINGS, "cost (USD)"]
     money = _money_format([*report.groups.values(), report.total])
 
     def numbers(totals: Totals) -> list[str]:
