@@ -58,6 +58,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_merge(commands)
     _add_demo(commands)
     _add_serve(commands)
+    _add_import_batch(commands)
     return parser
 
 
@@ -77,6 +78,10 @@ _EXAMPLES = {
     "merge": ("tokenlog merge laptop.csv server.csv -o team.csv", "tokenlog merge *.csv --skip-invalid -o all.csv"),
     "demo": ("tokenlog demo --processes 0", "tokenlog demo --log /tmp/demo.csv"),
     "serve": ("tokenlog serve --port 8000", "tokenlog serve --host 0.0.0.0 --port 8080"),
+    "import-batch": (
+        "tokenlog import-batch batch_results.jsonl",
+        "tokenlog import-batch results.jsonl --log team_usage_log.csv",
+    ),
 }
 """Two command lines for each command, shown at the end of its ``--help`` (a test parses each one)."""
 
@@ -89,7 +94,7 @@ def _command(
     Its one-line help is the first line of ``run``'s docstring (without the full stop), its description the rest
     (wrapped), and its epilog its two examples.
     """
-    name = run.__name__.lstrip("_")
+    name = run.__name__.lstrip("_").replace("_", "-")
     summary, _, details = inspect.cleandoc(run.__doc__ or "").partition("\n\n")
     parser = commands.add_parser(
         name,
@@ -495,6 +500,74 @@ def _serve(args: argparse.Namespace) -> int:
         serve(args.host, args.port)
     except OSError as exc:
         raise CommandError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None
+    return 0
+
+
+def _add_import_batch(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    batch = _command(commands, _import_batch)
+    batch.add_argument("output", metavar="OUTPUT", help="a batch job's output file (JSON Lines)")
+    batch.add_argument(
+        "--log", metavar="FILE", help=f"the log to append to (default: $TOKENLOG_FILE or ./{DEFAULT_LOG})"
+    )
+
+
+def _import_batch(args: argparse.Namespace) -> int:
+    """append the calls of a batch job's output file to a usage log, one row each.
+
+    Read OUTPUT, the JSON Lines file a batch job (Mistral's or OpenAI's) writes, and append one row per call that
+    succeeded to the log, with the time the call was made. The rows are marked as batch calls (ServiceTier
+    batch, priced at the batch rate where the log has that column) and tagged with their custom_id. A line whose
+    call failed, that has no usage, or whose request id the log has already (when it has a RequestId column) is
+    skipped and said why. Exit status 0, or 2 if OUTPUT cannot be read.
+    """
+    from .batch import read_batch_output
+    from .logs.read import open_log
+    from .sinks import CsvSink, resolve_sink
+
+    log = args.log or _default_log()
+    known: set[str] = set()
+    if os.path.exists(log):
+        existing = open_log(log, errors="replace")
+        index = existing.index("RequestId")
+        if index is not None:
+            known = {row[index] for row in existing.rows() if index < len(row) and row[index]}
+    try:
+        lines = list(read_batch_output(args.output, known_ids=known))
+    except OSError as exc:
+        raise CommandError(f"{args.output}: cannot be read: {exc.strerror or exc}") from None
+    records = [line.record for line in lines if line.record is not None]
+    sink = resolve_sink(log)
+    columns: tuple[str, ...] = ()
+    if isinstance(sink, CsvSink):  # a new CSV log keeps what marks a batch call; an existing one keeps its header
+        if os.path.exists(log):
+            columns = open_log(log).columns
+        else:
+            sink = CsvSink(sink.path, extra_fields=("RequestId", "Tags", "ServiceTier"))
+            columns = sink.columns
+    try:
+        write_many = getattr(sink, "write_many", None)  # the file sinks: every row in one locked write
+        if callable(write_many):
+            write_many(records)
+        else:
+            for record in records:
+                sink.write(record)
+    finally:
+        close = getattr(sink, "close", None)
+        if callable(close):
+            close()
+    for line in lines:
+        if line.skipped:
+            print(f"{args.output}:{line.line}: skipped: {line.skipped}")
+    if columns and "ServiceTier" not in columns:
+        print(
+            f"note: {log} has no ServiceTier column, so its rows do not say they were batch calls: "
+            "tokenlog report prices them at the standard rate"
+        )
+    skipped = len(lines) - len(records)
+    print(
+        f"imported {counted(len(records), 'call')} of {args.output} into {log} as batch calls"
+        + (f"; {counted(skipped, 'line')} skipped" if skipped else "")
+    )
     return 0
 
 

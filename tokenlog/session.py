@@ -48,6 +48,9 @@ class UsageTotals:
     pages: int = 0
     audio_seconds: float = 0.0
     connector_calls: dict[str, int] = field(default_factory=dict)
+    batch_prompt_tokens: int = 0
+    """Prompt tokens of the calls the batch API served (``service_tier`` ``batch``): half price at Mistral."""
+    batch_completion_tokens: int = 0
 
     def _add(self, prompt: int, completion: int, total: int, record: UsageRecord | None) -> None:
         self.calls += 1
@@ -60,6 +63,9 @@ class UsageTotals:
             self.audio_seconds += record.audio_seconds or 0.0
             for name, count in (record.connector_calls or {}).items():
                 self.connector_calls[name] = self.connector_calls.get(name, 0) + count
+            if record.service_tier == "batch":
+                self.batch_prompt_tokens += prompt
+                self.batch_completion_tokens += completion
 
     def __repr__(self) -> str:
         """The counts, then only the units some call used (a chat session reads as before)."""
@@ -74,7 +80,14 @@ class UsageTotals:
     def _billed(self) -> BilledUnits:
         from .pricing import BilledUnits  # pricing is loaded when a cost is asked for, not at import
 
-        return BilledUnits(self.cached_tokens, self.pages, self.audio_seconds, dict(self.connector_calls))
+        return BilledUnits(
+            self.cached_tokens,
+            self.pages,
+            self.audio_seconds,
+            dict(self.connector_calls),
+            self.batch_prompt_tokens,
+            self.batch_completion_tokens,
+        )
 
 
 _COUNTS = ("calls", "prompt_tokens", "completion_tokens", "total_tokens")

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 from tests.helpers import read_rows
 from tests.helpers import run_tokenlog as run
@@ -115,3 +118,41 @@ def test_demo_log_option_chooses_its_file(tmp_path: Path) -> None:
     assert not (tmp_path / "mistral_usage_log.csv").exists()
     assert "and 1 worker process, all appended to " in result.stdout
     assert result.stdout.splitlines()[-1].startswith(f"The demo's log is {log}, apart from yours")
+
+
+BATCH = Path(__file__).parents[1] / "data" / "usage_samples" / "mistral_batch_output_line.jsonl"
+
+
+def test_import_batch_appends_one_batch_row_per_call_once_and_reports_price_them_at_the_batch_rate(
+    tmp_path: Path,
+) -> None:
+    output = tmp_path / "results.jsonl"
+    failed = '{"id": "b-3", "custom_id": "2", "response": {"status_code": 429, "body": {}}, "error": {"message": "x"}}'
+    output.write_text(BATCH.read_text(encoding="utf-8") + failed + "\nnot json\n", encoding="utf-8")
+    first = run("import-batch", str(output), cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    assert first.stderr == ""
+    assert f"{output}:3: skipped: the call failed (status 429" in first.stdout
+    assert f"{output}:4: skipped: not JSON" in first.stdout
+    assert first.stdout.endswith(
+        f"imported 2 calls of {output} into mistral_usage_log.csv as batch calls; 2 lines skipped\n"
+    )
+    rows = read_rows(tmp_path / "mistral_usage_log.csv")
+    assert [
+        (r["TimestampUTC"], r["PromptTokens"], r["CompletionTokens"], r["ServiceTier"], r["Tags"]) for r in rows
+    ] == [
+        ("2025-10-27T15:09:43.000000+00:00", "10", "7", "batch", '{"custom_id":"0"}'),
+        ("2025-10-27T15:09:43.000000+00:00", "10", "28", "batch", '{"custom_id":"1"}'),
+    ]
+    again = run("import-batch", str(output), cwd=tmp_path)  # the same file again adds nothing
+    assert "imported 0 calls" in again.stdout
+    assert len(read_rows(tmp_path / "mistral_usage_log.csv")) == 2
+    assert run("validate", "mistral_usage_log.csv", cwd=tmp_path).returncode == 0
+    report = json.loads(run("report", "--format", "json", cwd=tmp_path).stdout)
+    assert report["total"]["cost_usd"] == pytest.approx((20 * 0.1 + 35 * 0.1) / 1e6 * 0.5)  # ministral-3b, half
+
+
+def test_import_batch_of_a_missing_file_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    result = run("import-batch", "nothing.jsonl", cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr == "tokenlog import-batch: nothing.jsonl: cannot be read: No such file or directory\n"

@@ -199,7 +199,7 @@ def build_report(
     return report
 
 
-_UNIT_COLUMNS = ("CachedTokens", "Pages", "AudioSeconds", "ConnectorCalls", "CostUSD")
+_UNIT_COLUMNS = ("CachedTokens", "Pages", "AudioSeconds", "ConnectorCalls", "CostUSD", "ServiceTier")
 """The columns of units that prices depend on, beyond the tokens."""
 
 
@@ -227,7 +227,7 @@ def _scan_units(
             continue
         if tagged is not None and not tagged(row):
             continue
-        cached, pages, seconds, calls, cost = (row[i] if i is not None else "" for i in cells)
+        cached, pages, seconds, calls, cost, tier = (row[i] if i is not None else "" for i in cells)
         key = key_of(row, stamp)
         billed = units.get(key)
         if billed is None:
@@ -237,6 +237,7 @@ def _scan_units(
             int(pages) if pages.isdigit() else None,
             _seconds(seconds),
             _calls(calls),
+            (int(row[2]), int(row[3])) if tier == "batch" else None,  # served by the batch API: its own price
         )
         recorded = _seconds(cost)  # a non-negative finite number, as a latency is
         if recorded is not None:

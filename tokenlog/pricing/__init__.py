@@ -46,8 +46,18 @@ PRICES_ENV = "TOKENLOG_PRICES"
 """The environment variable naming a TOML file of price overrides."""
 
 _DATA_FILE = "mistral.toml"
-_TABLE_KEYS = {"as_of", "retrieved", "currency", "source", "models", "cached_input_share"}
-_MODEL_KEYS = {"input", "output", "cached_input", "page", "audio_minute", "connector_call", "aliases", "note"}
+_TABLE_KEYS = {"as_of", "retrieved", "currency", "source", "models", "cached_input_share", "batch_share"}
+_MODEL_KEYS = {
+    "input",
+    "output",
+    "cached_input",
+    "batch_share",
+    "page",
+    "audio_minute",
+    "connector_call",
+    "aliases",
+    "note",
+}
 _PROVIDER_PREFIXES = ("mistral/", "mistralai/")
 _VERSION_SUFFIX = re.compile(r"-(?:latest|\d{4}|\d{2}-\d{2})$")
 
@@ -65,6 +75,10 @@ class BilledUnits:
     pages: int = 0
     audio_seconds: float = 0.0
     connector_calls: dict[str, int] = field(default_factory=dict)
+    batch_prompt_tokens: int = 0
+    """Prompt tokens of calls served by the batch API (``service_tier`` ``batch``), part of the prompt tokens."""
+    batch_completion_tokens: int = 0
+    """Their completion tokens, part of the completion tokens."""
     recorded_calls: int = 0
     """How many of the calls came with the cost they were priced at when recorded (a log's ``CostUSD``)."""
     recorded_cost: float = 0.0
@@ -76,8 +90,13 @@ class BilledUnits:
         pages: int | None,
         audio_seconds: float | None,
         connector_calls: Mapping[str, int] | None,
+        batch: tuple[int, int] | None = None,
     ) -> None:
-        """Add one call's units (``None``: the call did not say)."""
+        """Add one call's units (``None``: the call did not say); ``batch``: its prompt and completion tokens, if
+        the batch API served it."""
+        if batch is not None:
+            self.batch_prompt_tokens += batch[0]
+            self.batch_completion_tokens += batch[1]
         self.cached_tokens += cached_tokens or 0
         self.pages += pages or 0
         self.audio_seconds += audio_seconds or 0.0
@@ -102,6 +121,8 @@ class ModelPrice:
     note: str = ""
     origin: str = "built-in"
     cached_input: float | None = None
+    batch_share: float | None = None
+    """The share of the token prices a call served by the batch API pays (0.5: half price)."""
     page: float | None = None
     audio_minute: float | None = None
     connector_call: Mapping[str, float] = field(default_factory=dict)
@@ -114,10 +135,14 @@ class ModelPrice:
         used = units or _NOTHING_MORE
         if self.input is None and self.output is None and not (used.pages or used.audio_seconds):
             return None  # not billed per token, and no unit it is billed by was counted
+        batch_prompt, batch_completion = used.batch_prompt_tokens, used.batch_completion_tokens
+        share = self.batch_share
         per_million: tuple[tuple[float, float | None], ...] = (
-            (prompt_tokens - used.cached_tokens, self.input),
+            (prompt_tokens - used.cached_tokens - batch_prompt, self.input),
             (used.cached_tokens, self.cached_input),
-            (completion_tokens, self.output),
+            (completion_tokens - batch_completion, self.output),
+            (batch_prompt, None if self.input is None or share is None else self.input * share),
+            (batch_completion, None if self.output is None or share is None else self.output * share),
         )
         per_unit: tuple[tuple[float, float | None], ...] = (
             (used.pages, self.page),
@@ -250,11 +275,8 @@ def _parse_table(data: Mapping[str, Any], origin: str) -> tuple[dict[str, ModelP
     currency = data.get("currency", "USD")
     if currency != "USD":
         raise PricingError(f"{origin}: currency is {currency!r}, expected 'USD' (tokenlog does not convert)")
-    share = data.get("cached_input_share")
-    if share is not None and (isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 <= share <= 1):
-        raise PricingError(
-            f"{origin}: cached_input_share is {share!r}, expected a fraction of the input price (0 to 1)"
-        )
+    share = _share(data.get("cached_input_share"), f"{origin}: cached_input_share", "the input price")
+    batch_share = _share(data.get("batch_share"), f"{origin}: batch_share", "the token prices")
     table = data.get("models", {})
     if not isinstance(table, dict):
         raise PricingError(f"{origin}: 'models' must be a table of [models.NAME] entries")
@@ -287,6 +309,9 @@ def _parse_table(data: Mapping[str, Any], origin: str) -> tuple[dict[str, ModelP
             note=note,
             origin=origin,
             cached_input=cached,
+            batch_share=_share(entry.get("batch_share"), f"{where}.batch_share", "the token prices")
+            if "batch_share" in entry
+            else batch_share,
             page=_price(entry.get("page"), f"{where}.page", "USD per page"),
             audio_minute=_price(entry.get("audio_minute"), f"{where}.audio_minute", "USD per minute of audio"),
             connector_call={
@@ -300,6 +325,14 @@ def _parse_table(data: Mapping[str, Any], origin: str) -> tuple[dict[str, ModelP
             raise PricingError(f"{where}.aliases must be a list of model names")
         aliases.update({alias.strip().lower(): name for alias in names})
     return models, aliases
+
+
+def _share(value: object, where: str, of: str) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+        raise PricingError(f"{where} is {value!r}, expected a fraction of {of} (0 to 1)")
+    return float(value)
 
 
 def _price(value: object, where: str, unit: str = "USD per million tokens") -> float | None:
