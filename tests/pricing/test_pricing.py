@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import fnmatch
+import json
 import os
 import sys
+from datetime import datetime, timezone
 from importlib import resources
 from pathlib import Path
 
@@ -162,3 +164,33 @@ def test_tokenlog_prices_prices_session_cost_and_is_reread_when_the_file_changes
     os.utime(path, ns=(os.stat(path).st_mtime_ns + 10**9,) * 2)
     assert session.cost == 2.0
     assert default_prices().overrides == (str(path),)
+
+
+def test_a_table_older_than_120_days_is_stale_unless_you_give_your_own_prices(tmp_path: Path) -> None:
+    from datetime import date
+
+    from tokenlog.pricing import STALE_DAYS
+
+    table = builtin_prices()
+    start = date.fromisoformat(table.as_of + "-01")
+    assert table.age_days(start) == 0
+    assert not table.stale(date.fromordinal(start.toordinal() + STALE_DAYS))
+    assert table.stale(date.fromordinal(start.toordinal() + STALE_DAYS + 1))
+    own = tmp_path / "own.toml"
+    own.write_text("[models.x]\ninput = 1\noutput = 1\n", encoding="utf-8")
+    assert not table.updated(own).stale(date.fromordinal(start.toordinal() + 1000))
+
+
+def test_report_says_once_that_the_prices_are_old(tmp_path: Path) -> None:
+    from tests.helpers import run_tokenlog
+    from tokenlog import CsvSink, UsageRecord
+
+    sink = CsvSink(tmp_path / "usage.csv")
+    now = datetime.now(timezone.utc)
+    sink.write_many([UsageRecord(now, "mistral-small-latest", 1, 1, 2), UsageRecord(now, "mistral-large", 1, 1, 2)])
+    sink.close()
+    out = run_tokenlog("report", "usage.csv", cwd=tmp_path).stdout
+    stale = builtin_prices().stale()
+    assert out.count("These prices are more than 120 days old") == (1 if stale else 0)
+    document = json.loads(run_tokenlog("report", "usage.csv", "--format", "json", cwd=tmp_path).stdout)
+    assert document["prices"]["age_days"] == builtin_prices().age_days()

@@ -26,7 +26,7 @@ from fnmatch import fnmatchcase
 
 from ..errors import counted
 from ..format import utc_timestamp
-from ..pricing import BilledUnits, PriceTable, default_prices
+from ..pricing import STALE_DAYS, BilledUnits, PriceTable, default_prices
 from .read import UsageLog, open_log
 
 __all__ = [
@@ -448,7 +448,12 @@ def _json(report: Report) -> str:
         "first": report.first,
         "last": report.last,
         "skipped_rows": report.skipped,
-        "prices": {"as_of": report.prices.as_of, "source": report.prices.source, "overrides": report.prices.overrides},
+        "prices": {
+            "as_of": report.prices.as_of,
+            "source": report.prices.source,
+            "overrides": report.prices.overrides,
+            "age_days": report.prices.age_days(),
+        },
         "groups": groups,
         "total": report.total.as_dict(),
         "unpriced_models": report.unpriced,
@@ -538,6 +543,11 @@ def _notes(report: Report) -> list[str]:
         calls = counted(report.total.calls, "call")
         notes = [f"{calls} in {files}, from {_when(report.first)} to {_when(report.last)} UTC."]
     notes.append(f"Cost: estimated with {report.prices.describe()}.")
+    if report.prices.stale():
+        notes.append(
+            f"These prices are more than {STALE_DAYS} days old: check https://mistral.ai/pricing, or give your own"
+            " with --prices FILE."
+        )
     if report.unpriced:
         unknown = ", ".join(
             f"{model or '(no model)'} ({counted(calls, 'call')})" for model, calls in report.unpriced.items()

@@ -26,6 +26,7 @@ import re
 import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import date
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,9 @@ __all__ = [
     "default_prices",
     "load_prices",
 ]
+
+STALE_DAYS = 120
+"""Past this age the built-in table's prices may well have changed: ``report`` says so."""
 
 PRICES_ENV = "TOKENLOG_PRICES"
 """The environment variable naming a TOML file of price overrides."""
@@ -211,6 +215,19 @@ class PriceTable:
         """The estimated cost in USD, or ``None`` when the model, or a unit it used, has no price."""
         price = self.lookup(model)
         return None if price is None else price.cost(prompt_tokens, completion_tokens, units)
+
+    def age_days(self, today: date | None = None) -> int | None:
+        """How many days old the built-in prices are (from the first day of ``as_of``); ``None`` if it is no date."""
+        try:
+            since = date.fromisoformat(self.as_of + "-01" if len(self.as_of) == 7 else self.as_of)
+        except ValueError:
+            return None
+        return ((today or date.today()) - since).days
+
+    def stale(self, today: date | None = None) -> bool:
+        """True when the built-in prices are older than :data:`STALE_DAYS` and no price file was given."""
+        age = self.age_days(today)
+        return not self.overrides and age is not None and age > STALE_DAYS
 
     def describe(self) -> str:
         """One line saying where these prices come from, for reports."""
