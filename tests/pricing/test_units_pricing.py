@@ -197,3 +197,95 @@ def read_csv(path: str) -> list[dict[str, str]]:
 
     with open(path, newline="", encoding="utf-8") as handle:
         return list(csv.DictReader(handle))
+
+
+DATED = """
+[[models.mistral-small]]
+from = "2026-06-01"
+input = 0.1
+output = 0.3
+
+[[models.mistral-small]]
+from = 2025-01-01
+input = 0.2
+output = 0.6
+"""
+
+
+def test_a_row_is_priced_with_the_entry_in_force_at_its_time(tmp_path: Path) -> None:
+    prices = load_prices([_write(tmp_path / "dated.toml", DATED)], environ=False)
+    assert prices.dated
+    assert prices.cost("mistral-small-latest", 1_000_000, 0, when="2026-05-31T23:59:59+00:00") == pytest.approx(0.2)
+    assert prices.cost("mistral-small-latest", 1_000_000, 0, when="2026-06-01T00:00:00+00:00") == pytest.approx(0.1)
+    assert prices.cost("mistral-small-latest", 1_000_000, 0) == pytest.approx(0.1)  # no time: the newest
+    assert prices.cost("mistral-small-latest", 1_000_000, 0, when="2024-01-01") == pytest.approx(0.2)  # the first
+
+
+def test_report_prices_calls_on_each_side_of_a_price_change_apart(tmp_path: Path) -> None:
+    from datetime import datetime, timezone
+
+    from tokenlog import UsageRecord
+
+    sink = tokenlog.CsvSink(tmp_path / "usage.csv")
+    sink.write_many(
+        [
+            UsageRecord(
+                datetime(2026, 5, 31, 12, tzinfo=timezone.utc), "mistral-small-latest", 1_000_000, 0, 1_000_000
+            ),
+            UsageRecord(datetime(2026, 6, 1, 12, tzinfo=timezone.utc), "mistral-small-latest", 1_000_000, 0, 1_000_000),
+        ]
+    )
+    sink.close()
+    prices = _write(tmp_path / "dated.toml", DATED)
+    done = subprocess.run(
+        [sys.executable, "-m", "tokenlog", "report", "usage.csv", "--format", "json", "--prices", str(prices)],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=tmp_path,
+    )
+    document = json.loads(done.stdout)
+    assert [(g["model"], g["calls"]) for g in document["groups"]] == [("mistral-small-latest", 2)]  # one group
+    assert document["total"]["cost_usd"] == pytest.approx(0.2 + 0.1)
+    by_day = json.loads(
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "tokenlog",
+                "report",
+                "usage.csv",
+                "--by",
+                "day",
+                "--format",
+                "json",
+                "--prices",
+                str(prices),
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=tmp_path,
+        ).stdout
+    )
+    assert [(g["day"], g["cost_usd"]) for g in by_day["groups"]] == [("2026-05-31", 0.2), ("2026-06-01", 0.1)]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            "[[models.m]]\ninput = 1\noutput = 1\n[[models.m]]\ninput = 2\noutput = 2\n",
+            "each of its 2 entries needs a from",
+        ),
+        (
+            '[[models.m]]\nfrom = "2026-01-01"\ninput = 1\noutput = 1\n'
+            '[[models.m]]\nfrom = "2026-01-01"\ninput = 2\noutput = 2\n',
+            "two entries have the same from date",
+        ),
+        ('[models.m]\nfrom = "June"\ninput = 1\noutput = 1\n', "models.m.from is 'June', expected a date"),
+    ],
+)
+def test_bad_dated_entries_are_refused_naming_them(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(PricingError, match=message):
+        load_prices([_write(tmp_path / "bad.toml", text)], environ=False)

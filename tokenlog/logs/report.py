@@ -216,7 +216,7 @@ def _scan_units(
     with unit columns, so the token pass stays plain). A cell that is not a unit's value counts as empty."""
     cells = [log.index(column) for column in _UNIT_COLUMNS]
     i_time, i_model = log.columns.index("TimestampUTC"), log.columns.index("Model")
-    key_of = _key_function(log, report.group_by)
+    key_of = _key_function(log, report.group_by, report.prices)
     for row in log.rows():
         if len(row) != len(log.columns) or not all(cell.strip().isdigit() for cell in row[2:5]):
             continue  # a row _scan skipped
@@ -276,7 +276,7 @@ def _scan(
     column = log.columns.index
     i_time, i_model = column("TimestampUTC"), column("Model")
     i_prompt, i_completion, i_total = column("PromptTokens"), column("CompletionTokens"), column("TotalTokens")
-    key_of = _key_function(log, report.group_by)
+    key_of = _key_function(log, report.group_by, report.prices)
     wanted: dict[str, bool] | None = {} if patterns else None
     first, last = report.first or "~", report.last or ""
     for row in log.rows():
@@ -322,7 +322,28 @@ def _scan(
     report.last = last or None
 
 
-def _key_function(log: UsageLog, group_by: tuple[str, ...]) -> Callable[[list[str], str], tuple[str, ...]]:
+def _key_function(
+    log: UsageLog, group_by: tuple[str, ...], prices: PriceTable
+) -> Callable[[list[str], str], tuple[str, ...]]:
+    """The group of a row (:func:`_group_function`), then, when some model has dated prices, the ``from`` date of
+    the price in force on the row's day: calls on either side of a price change are priced apart."""
+    group_of = _group_function(log, group_by)
+    if not prices.dated:
+        return group_of
+    i_model = log.columns.index("Model")
+    periods: dict[tuple[str, str], str] = {}
+
+    def key(row: list[str], stamp: str) -> tuple[str, ...]:
+        day = (row[i_model], stamp[:10])
+        period = periods.get(day)
+        if period is None:
+            period = periods[day] = prices.period(*day)
+        return (*group_of(row, stamp), period)
+
+    return key
+
+
+def _group_function(log: UsageLog, group_by: tuple[str, ...]) -> Callable[[list[str], str], tuple[str, ...]]:
     """The group of a row: its values for ``group_by``, then its model (every group is priced by model)."""
     i_model = log.columns.index("Model")
     if group_by == ("model",):
@@ -414,7 +435,8 @@ def _price(
         if not reprice and billed is not None and billed.recorded_calls == counts[0]:
             cost: float | None = billed.recorded_cost  # priced when recorded, every call of the group
         else:
-            cost = report.prices.cost(model, counts[1], counts[2], billed)
+            when = key[-1] if report.prices.dated and key[-1] else None  # the from date of the price in force
+            cost = report.prices.cost(model, counts[1], counts[2], billed, when)
         if cost is None:
             report.unpriced[model] = report.unpriced.get(model, 0) + counts[0]
         report.groups.setdefault(key[:width], Totals())._add(counts, cost)

@@ -20,6 +20,7 @@ True
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import re
@@ -61,6 +62,7 @@ _MODEL_KEYS = {
     "connector_call",
     "aliases",
     "note",
+    "from",
 }
 _PROVIDER_PREFIXES = ("mistral/", "mistralai/")
 _VERSION_SUFFIX = re.compile(r"-(?:latest|\d{4}|\d{2}-\d{2})$")
@@ -130,6 +132,18 @@ class ModelPrice:
     page: float | None = None
     audio_minute: float | None = None
     connector_call: Mapping[str, float] = field(default_factory=dict)
+    since: str | None = None
+    """The day (``YYYY-MM-DD``) this price took effect (``from`` in the file); ``None``: always."""
+    earlier: tuple[ModelPrice, ...] = ()
+    """The model's earlier prices, newest first (``[[models.NAME]]`` entries with older ``from`` dates)."""
+
+    def at(self, when: str) -> ModelPrice:
+        """The price in force at ``when`` (an ISO date or timestamp); before the first ``from``, the first one."""
+        day = when[:10]
+        for price in (self, *self.earlier):
+            if price.since is None or price.since <= day:
+                return price
+        return (self, *self.earlier)[-1]
 
     def cost(self, prompt_tokens: int, completion_tokens: int, units: BilledUnits | None = None) -> float | None:
         """The cost in USD of these tokens and units, or ``None`` if one of them has no price here.
@@ -210,11 +224,31 @@ class PriceTable:
         return found
 
     def cost(
-        self, model: str, prompt_tokens: int, completion_tokens: int, units: BilledUnits | None = None
+        self,
+        model: str,
+        prompt_tokens: int,
+        completion_tokens: int,
+        units: BilledUnits | None = None,
+        when: str | None = None,
     ) -> float | None:
-        """The estimated cost in USD, or ``None`` when the model, or a unit it used, has no price."""
+        """The estimated cost in USD, or ``None`` when the model, or a unit it used, has no price.
+
+        ``when`` (an ISO date or timestamp) picks the model's price in force then; without it, the newest.
+        """
         price = self.lookup(model)
+        if price is not None and when is not None and price.earlier:
+            price = price.at(when)
         return None if price is None else price.cost(prompt_tokens, completion_tokens, units)
+
+    @property
+    def dated(self) -> bool:
+        """True if some model has earlier prices: a report then prices each call with the one of its day."""
+        return any(price.earlier for price in self.models.values())
+
+    def period(self, model: str, when: str) -> str:
+        """The ``from`` date of ``model``'s price in force at ``when`` (``""``: undated or no price)."""
+        price = self.lookup(model)
+        return (price.at(when).since or "") if price is not None and price.earlier else ""
 
     def age_days(self, today: date | None = None) -> int | None:
         """How many days old the built-in prices are (from the first day of ``as_of``); ``None`` if it is no date."""
@@ -299,49 +333,73 @@ def _parse_table(data: Mapping[str, Any], origin: str) -> tuple[dict[str, ModelP
         raise PricingError(f"{origin}: 'models' must be a table of [models.NAME] entries")
     models: dict[str, ModelPrice] = {}
     aliases: dict[str, str] = {}
-    for raw_name, entry in table.items():
+    for raw_name, value in table.items():
         name = raw_name.strip().lower()
         where = f"{origin}: models.{raw_name}"
-        if not isinstance(entry, dict):
-            raise PricingError(f"{where} must be a table with input and output prices")
-        unknown = sorted(set(entry) - _MODEL_KEYS)
-        if unknown:
-            raise PricingError(f"{where} has an unknown key {unknown[0]!r}, expected {sorted(_MODEL_KEYS)}")
-        if ("input" in entry) != ("output" in entry):
-            raise PricingError(f"{where} needs both input and output (USD per million tokens), or neither")
-        note = entry.get("note", "")
-        if not isinstance(note, str):
-            raise PricingError(f"{where}.note must be a string")
-        input_price = _price(entry.get("input"), f"{where}.input")
-        cached = _price(entry.get("cached_input"), f"{where}.cached_input")
-        if cached is None and share is not None and input_price is not None:
-            cached = input_price * share
-        calls = entry.get("connector_call", {})
-        if not isinstance(calls, dict):
-            raise PricingError(f"{where}.connector_call must be a table of USD per call by connector name")
-        models[name] = ModelPrice(
-            name,
-            input_price,
-            _price(entry.get("output"), f"{where}.output"),
-            note=note,
-            origin=origin,
-            cached_input=cached,
-            batch_share=_share(entry.get("batch_share"), f"{where}.batch_share", "the token prices")
-            if "batch_share" in entry
-            else batch_share,
-            page=_price(entry.get("page"), f"{where}.page", "USD per page"),
-            audio_minute=_price(entry.get("audio_minute"), f"{where}.audio_minute", "USD per minute of audio"),
-            connector_call={
-                str(k): v
-                for k, value in calls.items()
-                if (v := _price(value, f"{where}.connector_call.{k}", "USD per call")) is not None
-            },
-        )
-        names = entry.get("aliases", [])
-        if not isinstance(names, list) or not all(isinstance(alias, str) for alias in names):
-            raise PricingError(f"{where}.aliases must be a list of model names")
-        aliases.update({alias.strip().lower(): name for alias in names})
+        entries = value if isinstance(value, list) else [value]
+        prices: list[ModelPrice] = []
+        for number, entry in enumerate(entries):
+            at = f"{where}[{number}]" if isinstance(value, list) else where
+            if not isinstance(entry, dict):
+                raise PricingError(f"{at} must be a table with input and output prices")
+            prices.append(_model_price(name, entry, at, origin, share, batch_share))
+            names = entry.get("aliases", [])
+            if not isinstance(names, list) or not all(isinstance(alias, str) for alias in names):
+                raise PricingError(f"{at}.aliases must be a list of model names")
+            aliases.update({alias.strip().lower(): name for alias in names})
+        if len(prices) > 1 and any(price.since is None for price in prices):
+            raise PricingError(f'{where}: each of its {len(prices)} entries needs a from = "YYYY-MM-DD" date')
+        prices.sort(key=lambda price: price.since or "", reverse=True)  # the newest first
+        if len({price.since for price in prices}) != len(prices):
+            raise PricingError(f"{where}: two entries have the same from date")
+        models[name] = dataclasses.replace(prices[0], earlier=tuple(prices[1:]))
     return models, aliases
+
+
+def _model_price(
+    name: str, entry: Mapping[str, Any], where: str, origin: str, share: float | None, batch_share: float | None
+) -> ModelPrice:
+    unknown = sorted(set(entry) - _MODEL_KEYS)
+    if unknown:
+        raise PricingError(f"{where} has an unknown key {unknown[0]!r}, expected {sorted(_MODEL_KEYS)}")
+    if ("input" in entry) != ("output" in entry):
+        raise PricingError(f"{where} needs both input and output (USD per million tokens), or neither")
+    note = entry.get("note", "")
+    if not isinstance(note, str):
+        raise PricingError(f"{where}.note must be a string")
+    since = entry.get("from")
+    if since is not None:
+        since = str(since)  # TOML reads from = 2026-06-01 (unquoted) as a date
+        try:
+            date.fromisoformat(since)
+        except ValueError:
+            raise PricingError(f'{where}.from is {since!r}, expected a date: from = "2026-06-01"') from None
+    input_price = _price(entry.get("input"), f"{where}.input")
+    cached = _price(entry.get("cached_input"), f"{where}.cached_input")
+    if cached is None and share is not None and input_price is not None:
+        cached = input_price * share
+    calls = entry.get("connector_call", {})
+    if not isinstance(calls, dict):
+        raise PricingError(f"{where}.connector_call must be a table of USD per call by connector name")
+    return ModelPrice(
+        name,
+        input_price,
+        _price(entry.get("output"), f"{where}.output"),
+        note=note,
+        origin=origin,
+        cached_input=cached,
+        batch_share=_share(entry.get("batch_share"), f"{where}.batch_share", "the token prices")
+        if "batch_share" in entry
+        else batch_share,
+        page=_price(entry.get("page"), f"{where}.page", "USD per page"),
+        audio_minute=_price(entry.get("audio_minute"), f"{where}.audio_minute", "USD per minute of audio"),
+        connector_call={
+            str(k): v
+            for k, value in calls.items()
+            if (v := _price(value, f"{where}.connector_call.{k}", "USD per call")) is not None
+        },
+        since=since,
+    )
 
 
 def _share(value: object, where: str, of: str) -> float | None:
