@@ -9,12 +9,15 @@ observes what the call returned.
 
 from __future__ import annotations
 
+import inspect
 import types
 from collections.abc import Callable, Coroutine, Iterable, Mapping
 from contextvars import ContextVar
 from time import perf_counter
 from types import CoroutineType
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import wrapt
 
 from . import config, route, streams
 from .delivery.guard import Destination
@@ -124,6 +127,9 @@ class Call:
         kind = _result_kinds.get(type(result)) or _result_kind(type(result))
         tracker = self.tracker
         if kind is _RESPONSE:
+            if _body_unread(result):  # openai's with_streaming_response: the body is read after this returns
+                self._recorded(None)
+                return _read_later(result, tracker, self.started, tracker.model or kwargs.get("model"), current.get())
             if self.inner is not None and response_id(result) in self.inner:
                 return result  # recorded by the SDK or HTTP call made inside, whose JSON this is
             if tracker.record(result, self.started, tracker.model or kwargs.get("model"), None):
@@ -214,6 +220,88 @@ def _result_kind(kind: type) -> str:
     if len(_result_kinds) < 10_000:  # types made on the fly must not grow this without bound
         _result_kinds[kind] = found
     return found
+
+
+def _body_unread(result: object) -> bool:
+    """An openai ``APIResponse`` whose HTTP body nobody has read yet (``with_streaming_response``)."""
+    if not type(result).__module__.startswith("openai."):
+        return False
+    http = getattr(result, "http_response", None)
+    return http is not None and type(http).__module__.startswith("httpx") and "_content" not in vars(http)
+
+
+if TYPE_CHECKING:
+    _Proxy = wrapt.BaseObjectProxy[Any]
+else:  # wrapt's proxy classes take a type argument only from 2.2 on; tokenlog supports wrapt 2.0 and 2.1 too
+    _Proxy = wrapt.BaseObjectProxy
+
+
+class _ReadLater(_Proxy):
+    """An openai response whose body is read after the call returned: recorded once, when the body is read
+    through ``parse()``, ``json()``, ``read()`` or ``text()`` (a stream read line by line is not: its usage
+    chunk is never parsed by tokenlog)."""
+
+    def __init__(self, wrapped: Any, tracker: Tracker, started: float, model: object, scopes: OpenScopes) -> None:
+        super().__init__(wrapped)
+        self._self_call = (tracker, started, model, scopes)
+        self._self_done = False
+
+    def _self_record(self) -> None:
+        if self._self_done:
+            return
+        self._self_done = True
+        tracker, started, model, scopes = self._self_call
+        if not tracker.record(self.__wrapped__.http_response, started, model, scopes):
+            tracker.missing_usage(self.__wrapped__, scopes)
+
+
+class _ReadLaterSync(_ReadLater):
+    def parse(self, *args: Any, **kwargs: Any) -> Any:
+        result = self.__wrapped__.parse(*args, **kwargs)
+        self._self_record()
+        return result
+
+    def json(self) -> Any:
+        result = self.__wrapped__.json()
+        self._self_record()
+        return result
+
+    def read(self) -> Any:
+        result = self.__wrapped__.read()
+        self._self_record()
+        return result
+
+    def text(self) -> Any:
+        result = self.__wrapped__.text()
+        self._self_record()
+        return result
+
+
+class _ReadLaterAsync(_ReadLater):
+    async def parse(self, *args: Any, **kwargs: Any) -> Any:
+        result = await self.__wrapped__.parse(*args, **kwargs)
+        self._self_record()
+        return result
+
+    async def json(self) -> Any:
+        result = await self.__wrapped__.json()
+        self._self_record()
+        return result
+
+    async def read(self) -> Any:
+        result = await self.__wrapped__.read()
+        self._self_record()
+        return result
+
+    async def text(self) -> Any:
+        result = await self.__wrapped__.text()
+        self._self_record()
+        return result
+
+
+def _read_later(result: Any, tracker: Tracker, started: float, model: object, scopes: OpenScopes) -> Any:
+    kind = _ReadLaterAsync if inspect.iscoroutinefunction(type(result).parse) else _ReadLaterSync
+    return kind(result, tracker, started, model, scopes)
 
 
 Observe = Callable[[Call, Any, Mapping[str, Any]], Any]

@@ -469,3 +469,81 @@ def test_openai_structured_output_parse_in_a_session_is_recorded(
     assert parsed.choices[0].message.parsed == Answer(river="Seine")
     assert session.calls == 1
     assert counts(memory.records[0])[:4] == ("gpt-4o-2024-08-06", 1117, 46, 1163)
+
+
+def test_openai_with_streaming_response_is_recorded_when_its_body_is_read(
+    memory: MemorySink, server: MistralCompatibleServer, oai: openai.OpenAI
+) -> None:
+    messages: Any = [{"role": "user", "content": "three words here"}]
+    with tokenlog.usage_session(sinks=[memory]) as session:
+        with oai.chat.completions.with_streaming_response.create(model="mistral-small-latest", messages=messages) as r:
+            assert memory.records == []  # nothing read yet: tokenlog does not read it for you
+            completion = r.parse()
+        with oai.chat.completions.with_streaming_response.create(model="mistral-small-latest", messages=messages) as r:
+            data = r.json()
+            r.parse()  # read twice: recorded once
+    assert session.calls == 2
+    assert [record.request_id for record in memory.records] == [completion.id, data["id"]]
+
+
+def test_async_openai_with_streaming_response_is_recorded_when_its_body_is_read(
+    memory: MemorySink, server: MistralCompatibleServer
+) -> None:
+    import asyncio
+
+    async def main() -> str:
+        async with openai.AsyncOpenAI(base_url=server.url + "/v1", api_key="k", max_retries=0) as client:
+            with tokenlog.usage_session(sinks=[memory]):
+                async with client.chat.completions.with_streaming_response.create(
+                    model="mistral-small-latest", messages=[{"role": "user", "content": "hi"}]
+                ) as response:
+                    return (await response.parse()).id
+
+    request_id = asyncio.run(main())
+    assert [record.request_id for record in memory.records] == [request_id]
+
+
+@needs_mistralai_2
+def test_ocr_transcription_conversation_and_cached_chat_cost_what_the_price_file_says(
+    server: MistralCompatibleServer, mistral: Mistral, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    prices = tmp_path / "prices.toml"
+    prices.write_text(
+        "[models.mistral-ocr]\npage = 0.001\n\n"
+        "[models.voxtral-mini]\ninput = 0.04\noutput = 0.04\naudio_minute = 0.002\n\n"
+        "[models.mistral-medium]\ninput = 1.5\noutput = 7.5\nconnector_call = { web_search = 0.03 }\n",
+        encoding="utf-8",
+    )
+    monkeypatch.setenv("TOKENLOG_PRICES", str(prices))
+    conversation = sample("mistral_conversation_connectors.json")
+    conversation["outputs"][0].setdefault("arguments", "{}")
+    cached = {**sample("mistral_chat_cached.json"), "model": "mistral-small-latest"}
+    server.respond_next(sample("mistral_ocr.json"), sample("mistral_transcription.json"), conversation, cached)
+    with tokenlog.usage_session(sinks=[]) as session:
+        mistral.ocr.process(
+            model="mistral-ocr-latest", document={"type": "document_url", "document_url": "https://x.invalid/r.pdf"}
+        )
+        mistral.audio.transcriptions.complete(
+            model="voxtral-mini-latest", file={"content": b"ID3", "file_name": "a.mp3"}
+        )
+        mistral.beta.conversations.start(inputs="Who won?", model="mistral-medium-latest")
+        mistral.chat.complete(model="mistral-small-latest", messages=[{"role": "user", "content": "hi"}])
+    ocr = 1 * 0.001
+    transcription = (2629 + 635) * 0.04 / 1e6 + 203 / 60 * 0.002
+    web_search = (7300 * 1.5 + 55 * 7.5) / 1e6 + 1 * 0.03
+    cached_chat = (5 * 0.1 + 1008 * 0.01 + 30 * 0.3) / 1e6  # the built-in mistral-small, cached at a tenth
+    assert session.cost == pytest.approx(ocr + transcription + web_search + cached_chat)
+
+
+@needs_mistralai_2
+def test_a_conversation_whose_outputs_name_no_model_takes_the_model_of_the_request(
+    memory: MemorySink, server: MistralCompatibleServer, mistral: Mistral
+) -> None:
+    conversation = sample("mistral_conversation_connectors.json")
+    conversation["outputs"] = [entry for entry in conversation["outputs"] if entry["type"] != "tool.execution"]
+    del conversation["outputs"][0]["model"]
+    server.respond_next(conversation)
+    with tokenlog.usage_session(sinks=[memory]):
+        mistral.beta.conversations.start(inputs="Who won?", model="mistral-medium-latest")
+    (record,) = memory.records
+    assert (record.model, record.request_id) == ("mistral-medium-latest", "conv_06835b734f2776bb80008fa7a309bf5a")
