@@ -439,34 +439,34 @@ def _units(usage: object, response: object, problems: list[str]) -> dict[str, ob
     """
     usage = _fields_of(usage)  # a dict: an absent attribute of a pydantic model costs 2 us to ask for
     outer = _fields_of(response)
-    if (
-        type(usage) is dict
-        and not any(_is_set(usage[key]) for key in _UNIT_KEYS.intersection(usage))
-        and not (isinstance(outer, Mapping) and _is_set(outer.get("service_tier")))
-    ):
+    # The keys of usage that are there (a dict: which are; else any may be, as attributes) are the places to look.
+    there = _UNIT_KEYS.intersection(usage) if type(usage) is dict else _UNIT_KEYS
+    tier = _get(outer, "service_tier")
+    if not tier and type(usage) is dict and not any(_is_set(usage[key]) for key in there):
         return None  # the common case: the keys are there (mistralai 3.x declares two), unset or null
     units: dict[str, object] = {}
-
-    def count(name: str, value: object) -> int | None:
-        if value is None:
-            return None
-        if _is_count(value):
-            return value  # type: ignore[return-value]
-        problems.append(f"usage.{name} is {_describe(value)}, expected a count, so the row has none")
-        return None
-
     for unit, places in _UNIT_PLACES.items():
         for place, inner_name in places:
+            if place not in there:
+                continue
             value = _get(usage, place)
             if value is not None and inner_name is not None:
                 value = _get(_fields_of(value), inner_name)
-            name = f"{place}.{inner_name}" if inner_name else place
-            if value is not None and (found := count(name, value)) is not None:
-                units[unit] = found
+            if value is None:
+                continue
+            if _is_count(value):
+                units[unit] = value
                 break
-    if (found := count("connector_tokens", _get(usage, "connector_tokens"))) is not None:
-        units["connector_tokens"] = found
-    connectors = _get(usage, "connectors")
+            problems.append(
+                f"usage.{place}{'.' + inner_name if inner_name else ''} is {_describe(value)}, "
+                "expected a count, so the row has none"
+            )
+    if "connector_tokens" in there and (value := _get(usage, "connector_tokens")) is not None:
+        if _is_count(value):
+            units["connector_tokens"] = value
+        else:
+            problems.append(f"usage.connector_tokens is {_describe(value)}, expected a count, so the row has none")
+    connectors = _get(usage, "connectors") if "connectors" in there else None
     if connectors is not None:
         calls = _field_items(connectors)
         if calls is not None and all(isinstance(name, str) and _is_count(n) for name, n in calls):
@@ -475,7 +475,7 @@ def _units(usage: object, response: object, problems: list[str]) -> dict[str, ob
             problems.append(
                 f"usage.connectors is {_describe(connectors)}, expected counts by name, so the row has none"
             )
-    seconds = _get(usage, "prompt_audio_seconds")
+    seconds = _get(usage, "prompt_audio_seconds") if "prompt_audio_seconds" in there else None
     if seconds is not None:
         if type(seconds) in (int, float) and 0 <= seconds < float("inf"):  # type: ignore[operator]
             units["audio_seconds"] = seconds
@@ -483,7 +483,7 @@ def _units(usage: object, response: object, problems: list[str]) -> dict[str, ob
             problems.append(
                 f"usage.prompt_audio_seconds is {_describe(seconds)}, expected seconds, so the row has none"
             )
-    tier = _get(usage, "service_tier") or _get(outer, "service_tier")
+    tier = (_get(usage, "service_tier") if "service_tier" in there else None) or tier
     if isinstance(tier, str) and tier:
         units["service_tier"] = tier
     return units or None
