@@ -129,7 +129,12 @@ def read_usage(obj: object) -> Reading | None:
                 prompt, completion, total = usage.prompt_tokens, usage.completion_tokens, usage.total_tokens
                 model, request_id = obj.model, obj.id  # type: ignore[attr-defined]
                 fields, extra = usage.__dict__, getattr(usage, "__pydantic_extra__", None)
-                plain = _UNIT_KEYS.isdisjoint(fields) and not extra and "service_tier" not in obj.__dict__
+                plain = not extra and "service_tier" not in obj.__dict__
+                for key in _UNIT_KEYS.intersection(fields) if plain else ():  # mistralai 3.x declares two
+                    value = fields[key]
+                    if value is not None and type(value).__name__ != "Unset":  # set: read the units
+                        plain = False
+                        break
         else:
             fast = type(obj) is dict and type(usage := obj["usage"]) is dict
             if fast:
