@@ -255,48 +255,36 @@ class _ReadLater(_Proxy):
             tracker.missing_usage(self.__wrapped__, scopes)
 
 
+def _reads_body(name: str) -> Callable[..., Any]:
+    """The proxy's ``name`` (``parse``, ``json``, ``read``, ``text``): the response's own, then the record."""
+
+    def read(self: _ReadLater, *args: Any, **kwargs: Any) -> Any:
+        result = getattr(self.__wrapped__, name)(*args, **kwargs)
+        self._self_record()
+        return result
+
+    read.__name__ = read.__qualname__ = name
+    return read
+
+
+def _reads_body_async(name: str) -> Callable[..., Any]:
+    """:func:`_reads_body` for an async response (``AsyncAPIResponse``), whose readers are coroutines."""
+
+    async def read(self: _ReadLater, *args: Any, **kwargs: Any) -> Any:
+        result = await getattr(self.__wrapped__, name)(*args, **kwargs)
+        self._self_record()
+        return result
+
+    read.__name__ = read.__qualname__ = name
+    return read
+
+
 class _ReadLaterSync(_ReadLater):
-    def parse(self, *args: Any, **kwargs: Any) -> Any:
-        result = self.__wrapped__.parse(*args, **kwargs)
-        self._self_record()
-        return result
-
-    def json(self) -> Any:
-        result = self.__wrapped__.json()
-        self._self_record()
-        return result
-
-    def read(self) -> Any:
-        result = self.__wrapped__.read()
-        self._self_record()
-        return result
-
-    def text(self) -> Any:
-        result = self.__wrapped__.text()
-        self._self_record()
-        return result
+    parse, json, read, text = (_reads_body(name) for name in ("parse", "json", "read", "text"))
 
 
 class _ReadLaterAsync(_ReadLater):
-    async def parse(self, *args: Any, **kwargs: Any) -> Any:
-        result = await self.__wrapped__.parse(*args, **kwargs)
-        self._self_record()
-        return result
-
-    async def json(self) -> Any:
-        result = await self.__wrapped__.json()
-        self._self_record()
-        return result
-
-    async def read(self) -> Any:
-        result = await self.__wrapped__.read()
-        self._self_record()
-        return result
-
-    async def text(self) -> Any:
-        result = await self.__wrapped__.text()
-        self._self_record()
-        return result
+    parse, json, read, text = (_reads_body_async(name) for name in ("parse", "json", "read", "text"))
 
 
 def _read_later(result: Any, tracker: Tracker, started: float, model: object, scopes: OpenScopes) -> Any:

@@ -132,7 +132,7 @@ def read_usage(obj: object) -> Reading | None:
                 plain = not extra and "service_tier" not in obj.__dict__
                 for key in _UNIT_KEYS.intersection(fields) if plain else ():  # mistralai 3.x declares two
                     value = fields[key]
-                    if value is not None and type(value).__name__ != "Unset":  # set: read the units
+                    if _is_set(value):  # set: read the units
                         plain = False
                         break
         else:
@@ -498,7 +498,7 @@ def _get(obj: object, name: str) -> object:
     """:func:`_field`, quicker for a plain dict (what :func:`_fields_of` makes of an SDK object)."""
     if type(obj) is dict:
         value = obj.get(name)
-        return None if value is None or type(value).__name__ == "Unset" else value
+        return value if _is_set(value) else None
     return _field(obj, name)
 
 
@@ -548,12 +548,10 @@ def _field_items(obj: object) -> list[tuple[object, object]] | None:
     """The items of a mapping, or of an object's fields (a pydantic model's, extras included); else ``None``."""
     if isinstance(obj, Mapping):
         return list(obj.items())
-    fields = getattr(obj, "__dict__", None)
-    if not isinstance(fields, dict):
+    fields = _fields_of(obj)
+    if type(fields) is not dict:
         return None
-    extra = getattr(obj, "__pydantic_extra__", None)
-    merged = {**fields, **(extra if isinstance(extra, dict) else {})}
-    return [(name, value) for name, value in merged.items() if not name.startswith("_") and value is not None]
+    return [(name, value) for name, value in fields.items() if not name.startswith("_") and value is not None]
 
 
 def _count_field(get: Callable[[str, object], object], name: str) -> object:
@@ -604,7 +602,7 @@ def _field(obj: object, name: str) -> object:
         value = obj.get(name)
     else:
         value = getattr(obj, name, None)
-    return None if type(value).__name__ == "Unset" else value
+    return value if _is_set(value) else None
 
 
 def _model_of(response: object) -> str | None:
