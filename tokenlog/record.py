@@ -9,7 +9,7 @@ from dataclasses import dataclass, field, fields
 from datetime import datetime, timezone
 from typing import Any
 
-__all__ = ["FIELD_NAMES", "UNIT_NAMES", "UsageRecord", "are_counts", "has_units"]
+__all__ = ["FIELD_NAMES", "UNIT_NAMES", "BilledUnits", "UsageRecord", "are_counts", "has_units"]
 
 EMPTY_TAGS: Mapping[str, str] = types.MappingProxyType({})
 
@@ -139,6 +139,49 @@ UNIT_NAMES: tuple[str, ...] = FIELD_NAMES[FIELD_NAMES.index("cached_tokens") :]
 - ``service_tier``: the tier the call was served in, as the response names it;
 - ``cost_usd``: the call's cost, when it was priced at record time.
 """
+
+
+@dataclass
+class BilledUnits:
+    """What calls spent beyond their prompt and completion tokens, added up, for pricing them."""
+
+    cached_tokens: int = 0
+    """Prompt tokens read from the cache (part of the prompt tokens, billed at the cached rate)."""
+    pages: int = 0
+    audio_seconds: float = 0.0
+    connector_calls: dict[str, int] = field(default_factory=dict)
+    batch_prompt_tokens: int = 0
+    """Prompt tokens of calls served by the batch API (``service_tier`` ``batch``), part of the prompt tokens."""
+    batch_completion_tokens: int = 0
+    """Their completion tokens, part of the completion tokens."""
+    recorded_calls: int = 0
+    """How many of the calls came with the cost they were priced at when recorded (a log's ``CostUSD``)."""
+    recorded_cost: float = 0.0
+    """The sum of those costs."""
+
+    def add(
+        self,
+        cached_tokens: int | None,
+        pages: int | None,
+        audio_seconds: float | None,
+        connector_calls: Mapping[str, int] | None,
+        batch: tuple[int, int] | None = None,
+    ) -> None:
+        """Add one call's units (``None``: the call did not say); ``batch``: its prompt and completion tokens, if
+        the batch API served it."""
+        if batch is not None:
+            self.batch_prompt_tokens += batch[0]
+            self.batch_completion_tokens += batch[1]
+        self.cached_tokens += cached_tokens or 0
+        self.pages += pages or 0
+        self.audio_seconds += audio_seconds or 0.0
+        for name, count in (connector_calls or {}).items():
+            self.connector_calls[name] = self.connector_calls.get(name, 0) + count
+
+    def add_record(self, record: UsageRecord) -> None:
+        """Add the units of one record (a call the batch API served adds its tokens as batch tokens)."""
+        batch = (record.prompt_tokens, record.completion_tokens) if record.service_tier == "batch" else None
+        self.add(record.cached_tokens, record.pages, record.audio_seconds, record.connector_calls, batch)
 
 
 class _Blank:

@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, ParamSpec, TypedDict, TypeVar
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
-    from .pricing import BilledUnits
 
 from . import config, route
 from ._fork import fork_safe_lock
@@ -22,7 +21,7 @@ from .delivery.guard import Destination, destination, guard
 from .extract import response_id
 from .identity import recorded
 from .instrumentation import ensure_patched
-from .record import RecordValues, UsageRecord, has_units
+from .record import BilledUnits, RecordValues, UsageRecord, has_units
 from .scopes import OpenScopes, current
 from .sinks import Sink, resolve_sink
 
@@ -36,21 +35,32 @@ R = TypeVar("R")
 class UsageTotals:
     """Running totals: how many calls, the tokens they spent, and the units beyond tokens that they used.
 
-    ``cached_tokens`` are part of ``prompt_tokens`` (the ones read from the prompt cache); ``pages``,
-    ``audio_seconds`` and ``connector_calls`` (by connector name) are 0 or empty when no call had any.
+    ``units`` adds up the units (:class:`~tokenlog.pricing.BilledUnits`); ``cached_tokens`` (part of
+    ``prompt_tokens``: the ones read from the prompt cache), ``pages``, ``audio_seconds`` and ``connector_calls``
+    (by connector name) read from it, and are 0 or empty when no call had any.
     """
 
     calls: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
     total_tokens: int = 0
-    cached_tokens: int = 0
-    pages: int = 0
-    audio_seconds: float = 0.0
-    connector_calls: dict[str, int] = field(default_factory=dict)
-    batch_prompt_tokens: int = 0
-    """Prompt tokens of the calls the batch API served (``service_tier`` ``batch``): half price at Mistral."""
-    batch_completion_tokens: int = 0
+    units: BilledUnits = field(default_factory=BilledUnits)
+
+    @property
+    def cached_tokens(self) -> int:
+        return self.units.cached_tokens
+
+    @property
+    def pages(self) -> int:
+        return self.units.pages
+
+    @property
+    def audio_seconds(self) -> float:
+        return self.units.audio_seconds
+
+    @property
+    def connector_calls(self) -> dict[str, int]:
+        return self.units.connector_calls
 
     def _add(self, prompt: int, completion: int, total: int, record: UsageRecord | None) -> None:
         self.calls += 1
@@ -58,36 +68,13 @@ class UsageTotals:
         self.completion_tokens += completion
         self.total_tokens += total
         if record is not None and has_units(record):
-            self.cached_tokens += record.cached_tokens or 0
-            self.pages += record.pages or 0
-            self.audio_seconds += record.audio_seconds or 0.0
-            for name, count in (record.connector_calls or {}).items():
-                self.connector_calls[name] = self.connector_calls.get(name, 0) + count
-            if record.service_tier == "batch":
-                self.batch_prompt_tokens += prompt
-                self.batch_completion_tokens += completion
+            self.units.add_record(record)
 
     def __repr__(self) -> str:
         """The counts, then only the units some call used (a chat session reads as before)."""
-        shown = [f"{f.name}={getattr(self, f.name)!r}" for f in dataclasses.fields(self) if f.name in _COUNTS]
-        shown += [
-            f"{f.name}={v!r}"
-            for f in dataclasses.fields(self)
-            if f.name not in _COUNTS and (v := getattr(self, f.name))
-        ]
+        shown = [f"{name}={getattr(self, name)!r}" for name in _COUNTS]
+        shown += [f"{f.name}={v!r}" for f in dataclasses.fields(self.units) if (v := getattr(self.units, f.name))]
         return f"UsageTotals({', '.join(shown)})"
-
-    def _billed(self) -> BilledUnits:
-        from .pricing import BilledUnits  # pricing is loaded when a cost is asked for, not at import
-
-        return BilledUnits(
-            self.cached_tokens,
-            self.pages,
-            self.audio_seconds,
-            dict(self.connector_calls),
-            self.batch_prompt_tokens,
-            self.batch_completion_tokens,
-        )
 
 
 _COUNTS = ("calls", "prompt_tokens", "completion_tokens", "total_tokens")
@@ -157,7 +144,9 @@ class UsageSession:
         """A snapshot of the totals per model."""
         with self._lock:
             return {
-                model: dataclasses.replace(totals, connector_calls=dict(totals.connector_calls))
+                model: dataclasses.replace(
+                    totals, units=dataclasses.replace(totals.units, connector_calls=dict(totals.connector_calls))
+                )
                 for model, totals in self._by_model.items()
             }
 
@@ -181,7 +170,7 @@ class UsageSession:
         prices = default_prices()
         total = 0.0
         for model, totals in self.by_model.items():
-            cost = prices.cost(model, totals.prompt_tokens, totals.completion_tokens, totals._billed())
+            cost = prices.cost(model, totals.prompt_tokens, totals.completion_tokens, totals.units)
             if cost is None:
                 return None
             total += cost

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from .._fork import fork_safe_lock
+from ..record import BilledUnits
 
 __all__ = [
     "BilledUnits",
@@ -70,44 +71,6 @@ _VERSION_SUFFIX = re.compile(r"-(?:latest|\d{4}|\d{2}-\d{2})$")
 
 class PricingError(ValueError):
     """A price file is missing, is not TOML, or holds a value that is not a price."""
-
-
-@dataclass
-class BilledUnits:
-    """What calls spent beyond their prompt and completion tokens, added up, for pricing them."""
-
-    cached_tokens: int = 0
-    """Prompt tokens read from the cache (part of the prompt tokens, billed at the cached rate)."""
-    pages: int = 0
-    audio_seconds: float = 0.0
-    connector_calls: dict[str, int] = field(default_factory=dict)
-    batch_prompt_tokens: int = 0
-    """Prompt tokens of calls served by the batch API (``service_tier`` ``batch``), part of the prompt tokens."""
-    batch_completion_tokens: int = 0
-    """Their completion tokens, part of the completion tokens."""
-    recorded_calls: int = 0
-    """How many of the calls came with the cost they were priced at when recorded (a log's ``CostUSD``)."""
-    recorded_cost: float = 0.0
-    """The sum of those costs."""
-
-    def add(
-        self,
-        cached_tokens: int | None,
-        pages: int | None,
-        audio_seconds: float | None,
-        connector_calls: Mapping[str, int] | None,
-        batch: tuple[int, int] | None = None,
-    ) -> None:
-        """Add one call's units (``None``: the call did not say); ``batch``: its prompt and completion tokens, if
-        the batch API served it."""
-        if batch is not None:
-            self.batch_prompt_tokens += batch[0]
-            self.batch_completion_tokens += batch[1]
-        self.cached_tokens += cached_tokens or 0
-        self.pages += pages or 0
-        self.audio_seconds += audio_seconds or 0.0
-        for name, count in (connector_calls or {}).items():
-            self.connector_calls[name] = self.connector_calls.get(name, 0) + count
 
 
 @dataclass(frozen=True)
