@@ -18,7 +18,15 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from benchmarks import bench_csv, bench_import, bench_overhead, bench_paths, bench_processes, bench_report
+from benchmarks import (
+    bench_budget,
+    bench_csv,
+    bench_import,
+    bench_overhead,
+    bench_paths,
+    bench_processes,
+    bench_report,
+)
 from benchmarks.common import Result, machine, table
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
@@ -240,6 +248,37 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"- SDK objects: {sdk_helper / to_csv:.2f}x faster than reading usage by hand and calling the helper; dicts: "
         f"{dict_helper / dict_csv:.2f}x (target >= 3x for both: "
         f"{_verdict(sdk_helper >= 3 * to_csv and dict_helper >= 3 * dict_csv)}).",
+        "",
+    ]
+
+    budget = bench_budget.run(calls // 2, repeats)
+    plain = budget["@track_usage, no budget"].median
+
+    def added(name: str) -> float:
+        return budget[name].median - plain
+
+    admit_local = budget["Budget.admit alone, calls"].median
+    admit_csv = budget["Budget.admit alone, shared CSV"].median
+    admit_sqlite = budget["Budget.admit alone, shared SQLite"].median
+    out += [
+        "## What a budget adds to a decorated call",
+        "",
+        "`@track_usage` with a no-op sink and a budget that never runs out (every call checked and charged), one",
+        "call timed at a time on a fresh mistralai response; ratios against the same decorator without a budget.",
+        "Shared budgets follow a log of 1,000 rows that nothing is appended to while the clock runs. The",
+        "`Budget.admit` rows time the check alone, in a loop.",
+        "",
+        table(["candidate", "median us", "min", "max", "ratio"], _rows(budget, "@track_usage, no budget")),
+        "",
+        f"- The check before a call (`Budget.admit`): in-process {admit_local:.2f} us (target < 0.3 us: "
+        f"{_verdict(admit_local < 0.3)}); shared, nothing appended, CSV {admit_csv:.2f} us and SQLite "
+        f"{admit_sqlite:.2f} us (target < 3 us: {_verdict(max(admit_csv, admit_sqlite) < 3)}): one `stat` of the "
+        "log (of the WAL for SQLite) and a lock.",
+        f"- Everything a budget adds to a decorated call (the check, the budget put in scope for the calls made "
+        f"inside, the charge after it): {added('@track_usage, in-process budget (max_calls)'):.2f} us with "
+        f"max_calls, {added('@track_usage, in-process budget (max_cost_usd)'):.2f} us with max_cost_usd (pricing "
+        f"the call), {added('@track_usage, shared CSV budget'):.2f} us shared through a CSV log, "
+        f"{added('@track_usage, shared SQLite budget'):.2f} us through an SQLite log.",
         "",
     ]
 

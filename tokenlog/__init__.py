@@ -18,11 +18,14 @@ from typing import TYPE_CHECKING, Any
 from ._version import __version__ as __version__
 
 if TYPE_CHECKING:  # `X as X`: re-exported names, for type checkers
+    from .budget import Budget as Budget
+    from .budget import BudgetStatus as BudgetStatus
     from .config import configure as configure
     from .delivery.buffered import BufferedSink as BufferedSink
     from .delivery.guard import SinkStatus as SinkStatus
     from .delivery.guard import sink_status as sink_status
     from .delivery.lifecycle import flush as flush
+    from .errors import BudgetExceeded as BudgetExceeded
     from .errors import SinkError as SinkError
     from .errors import TokenlogWarning as TokenlogWarning
     from .extract import extract_usage as extract_usage
@@ -46,6 +49,9 @@ if TYPE_CHECKING:  # `X as X`: re-exported names, for type checkers
 
 _EXPORTS: dict[str, str] = {
     "BatchSink": ".sinks",
+    "Budget": ".budget",
+    "BudgetExceeded": ".errors",
+    "BudgetStatus": ".limits",
     "BufferedSink": ".delivery.buffered",
     "CallbackSink": ".sinks",
     "CsvSink": ".sinks",

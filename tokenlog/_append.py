@@ -18,7 +18,7 @@ from collections.abc import Callable
 from ._fork import reset_after_fork
 from .errors import SinkError
 
-__all__ = ["AppendState", "LockedAppendFile"]
+__all__ = ["AppendState", "LockedAppendFile", "read_appended"]
 
 # Each platform gives: _lock_now(fd, _LOCK_NOW), which takes the exclusive lock or raises _LockBusy if another
 # process holds it; _unlock_now(fd, _UNLOCK); and _LOCK_ERRORS, what locking can raise besides. The per-row
@@ -346,6 +346,40 @@ class LockedAppendFile:
         self._lock = threading.Lock()
         self._unverified, self._orphans = [], []  # the parent's rows: the parent sees to them
         self._forget_file()
+
+
+def read_appended(path: str, offset: int, lock_timeout: float = 0.05) -> tuple[os.stat_result, bytes]:
+    """The file at ``path`` as it is now (its stat) and its bytes from ``offset`` on, read under the writers' lock.
+
+    The lock is the one every append takes, so no append is half-written while we read; it is held for the
+    read alone. If a writer holds it for longer than ``lock_timeout`` the bytes are read all the same (a
+    reader that keeps only whole lines loses nothing). Raises ``OSError`` if the file cannot be read.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        locked = _try_lock(fd)
+        deadline = _monotonic() + lock_timeout
+        delay = 0.00002
+        while not locked and _monotonic() < deadline:
+            time.sleep(delay)
+            delay = min(delay * 2, 0.001)
+            locked = _try_lock(fd)
+        try:
+            stat = os.fstat(fd)
+            chunks = []
+            position = os.lseek(fd, offset, os.SEEK_SET)
+            while position < stat.st_size:
+                chunk = os.read(fd, stat.st_size - position)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                position += len(chunk)
+            return stat, b"".join(chunks)
+        finally:
+            if locked:
+                _unlock(fd)
+    finally:
+        os.close(fd)
 
 
 def _reason(exc: BaseException) -> str:

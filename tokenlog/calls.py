@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import inspect
 import types
+import weakref
 from collections.abc import Callable, Coroutine, Iterable, Mapping
 from contextvars import ContextVar
 from time import perf_counter
@@ -21,12 +22,13 @@ import wrapt
 
 from . import config, route, streams
 from .delivery.guard import Destination
-from .errors import SinkError, article, warn
+from .errors import BudgetExceeded, SinkError, article, warn
 from .extract import response_id
 from .identity import recorded
-from .scopes import OpenScopes, current
+from .limits import Limit
+from .scopes import NO_SCOPES, OpenScopes, current
 
-__all__ = ["Call", "Tracker", "Wrapper", "call_wrapper", "current_call"]
+__all__ = ["Call", "Tracker", "Wrapper", "budgeted", "call_wrapper", "current_call"]
 
 Wrapper = Callable[[Callable[..., Any], object, tuple[Any, ...], dict[str, Any]], Any]
 
@@ -51,9 +53,20 @@ class Tracker:
         self.destination = destination
         self._warned = False
 
-    def enter(self) -> Call | None:
-        """The context of a call about to start; ``None`` to call straight through (recording is off)."""
-        return Call(self) if config.settings.enabled else None
+    def enter(self, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Call | None:
+        """The context of a call about to start; ``None`` to call straight through (recording is off).
+
+        Raises :class:`~tokenlog.BudgetExceeded` if a budget in force refuses the call: it is not made.
+        """
+        return self.start(kwargs) if config.settings.enabled else None
+
+    def start(self, kwargs: Mapping[str, Any]) -> Call:
+        """A call starts: its context, once the budgets in force let it (the model from ``model=``, if passed)."""
+        call = Call(self)
+        limits = route.in_force(current.get())
+        if limits:
+            call.held = route.admit(limits, self.model or kwargs.get("model"), False)
+        return call
 
     def record(self, result: object, started: float, model: object, scopes: OpenScopes | None) -> bool:
         """Record ``result`` (a response or a stream chunk) in this tracker's name; True if a record was made.
@@ -103,7 +116,7 @@ def _stream_hint(kind: type) -> str:
 class Call:
     """One recorded call in progress: the context SDK and HTTP calls made inside it report to."""
 
-    __slots__ = ("inner", "outer", "recorded", "sdk", "started", "tracker")
+    __slots__ = ("held", "held_until", "inner", "outer", "recorded", "sdk", "started", "tracker")
 
     def __init__(self, tracker: Tracker, outer: Call | None = None, *, sdk: bool = False) -> None:
         self.tracker = tracker
@@ -115,6 +128,16 @@ class Call:
         self.recorded = False
         self.inner: tuple[str, ...] | None = None
         """The request ids of the responses that calls made inside this one recorded."""
+        self.held: tuple[Limit, ...] = ()
+        """The budgets that hold a place for this call while it is in flight (released when it returns)."""
+        self.held_until: weakref.finalize[Any, Any] | None = None
+        """A coroutine's places, released when it has been awaited (or dropped)."""
+
+    def release(self) -> None:
+        """The call returned or failed: let go of its places in budgets (a stream's too, once it is returned)."""
+        held, self.held = self.held, ()
+        for limit in held:
+            limit.release()
 
     def observe(self, result: Any, kwargs: Mapping[str, Any]) -> Any:
         """Record ``result``'s usage; return ``result`` itself, or a recording proxy for a stream.
@@ -147,7 +170,11 @@ class Call:
             if not self._record_each(result, kwargs) and not self.recorded:
                 tracker.missing_usage(result, current.get())
             return result
-        return self._awaited(result, kwargs)  # a coroutine from a plain def (openai's async methods)
+        awaited = self._awaited(result, kwargs)  # a coroutine from a plain def (openai's async methods)
+        if self.held:  # the request leaves when it is awaited: it keeps its places until then, and back
+            self.held_until = weakref.finalize(awaited, _release, self.held)  # (or when dropped, never awaited)
+            self.held = ()
+        return awaited
 
     def observe_http(self, response: Any, kwargs: Mapping[str, Any]) -> Any:
         """Record the usage in an HTTP response's JSON body, if its body is read and carries usage; return it.
@@ -192,12 +219,16 @@ class Call:
                 outer.inner = (request_id,) if outer.inner is None else (*outer.inner, request_id)
 
     async def _awaited(self, coroutine: Coroutine[Any, Any, Any], kwargs: Mapping[str, Any]) -> Any:
-        token = current_call.set(self)
         try:
-            result = await coroutine
+            token = current_call.set(self)
+            try:
+                result = await coroutine
+            finally:
+                current_call.reset(token)
+            return self.observe(result, kwargs)
         finally:
-            current_call.reset(token)
-        return self.observe(result, kwargs)
+            if self.held_until is not None:
+                self.held_until()  # once: a finalizer runs at most once
 
 
 current_call: ContextVar[Call | None] = ContextVar("tokenlog_current_call", default=None)
@@ -296,38 +327,98 @@ Observe = Callable[[Call, Any, Mapping[str, Any]], Any]
 """What a call does with its result: :meth:`Call.observe` (a function or SDK method) or :meth:`Call.observe_http`."""
 
 
-def call_wrapper(enter: Callable[[], Call | None], asynchronous: bool, observe: Observe = Call.observe) -> Wrapper:
-    """The wrapt wrapper of a recorded callable: ``enter()`` decides per call, ``observe`` records the result.
+def call_wrapper(
+    enter: Callable[[tuple[Any, ...], dict[str, Any]], Call | None], asynchronous: bool, observe: Observe = Call.observe
+) -> Wrapper:
+    """The wrapt wrapper of a recorded callable: ``enter(args, kwargs)`` decides per call (and may refuse it:
+    :class:`~tokenlog.BudgetExceeded`), ``observe`` records the result.
 
     One driver for plain callables and one for ``async def`` ones; they differ only by the ``await``.
     """
     if asynchronous:
 
         async def run(call: Call, wrapped: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-            token = current_call.set(call)
             try:
-                result = await wrapped(*args, **kwargs)
+                token = current_call.set(call)
+                try:
+                    result = await wrapped(*args, **kwargs)
+                finally:
+                    current_call.reset(token)
+                return observe(call, result, kwargs)
             finally:
-                current_call.reset(token)
-            return observe(call, result, kwargs)
+                if call.held:
+                    call.release()
 
         def run_async(
             wrapped: Callable[..., Any], instance: object, args: tuple[Any, ...], kwargs: dict[str, Any]
         ) -> Any:
-            call = enter()
+            try:
+                call = enter(args, kwargs)
+            except BudgetExceeded as exc:
+                return _refused(exc)  # raised where the call is awaited, as the call's own errors are
             return wrapped(*args, **kwargs) if call is None else run(call, wrapped, args, kwargs)
 
         return run_async
 
     def run_sync(wrapped: Callable[..., Any], instance: object, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        call = enter()
+        call = enter(args, kwargs)
         if call is None:
             return wrapped(*args, **kwargs)
-        token = current_call.set(call)
         try:
-            result = wrapped(*args, **kwargs)
+            token = current_call.set(call)
+            try:
+                result = wrapped(*args, **kwargs)
+            finally:
+                current_call.reset(token)
+            return observe(call, result, kwargs)
         finally:
-            current_call.reset(token)
-        return observe(call, result, kwargs)
+            if call.held:
+                call.release()
+
+    return run_sync
+
+
+def _release(limits: tuple[Limit, ...]) -> None:
+    for limit in limits:
+        limit.release()
+
+
+async def _refused(exc: BudgetExceeded) -> Any:
+    raise exc
+
+
+def budgeted(wrapper: Wrapper, budget: Limit, asynchronous: bool) -> Wrapper:
+    """``wrapper`` with ``budget`` enforced on each call and on every call made inside it (a decorated
+    function's ``budget=``): the call runs in the current scopes with the budget added. The scopes with the
+    budget are made once per scopes the function is called in (the last pair is kept: a loop of calls in one
+    session makes them once)."""
+    last: list[tuple[OpenScopes, OpenScopes]] = [(NO_SCOPES, NO_SCOPES.with_budget(budget))]
+
+    def scoped() -> OpenScopes:
+        base = current.get()
+        pair = last[0]  # one read: another thread may replace it
+        if pair[0] is not base:
+            pair = last[0] = (base, base.with_budget(budget))
+        return pair[1]
+
+    if asynchronous:
+
+        async def run_async(
+            wrapped: Callable[..., Any], instance: object, args: tuple[Any, ...], kwargs: dict[str, Any]
+        ) -> Any:
+            token = current.set(scoped())
+            try:
+                return await wrapper(wrapped, instance, args, kwargs)
+            finally:
+                current.reset(token)
+
+        return run_async
+
+    def run_sync(wrapped: Callable[..., Any], instance: object, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        token = current.set(scoped())
+        try:
+            return wrapper(wrapped, instance, args, kwargs)
+        finally:
+            current.reset(token)
 
     return run_sync

@@ -20,6 +20,7 @@ from typing import Literal
 from ._fork import fork_safe_lock
 from .delivery.guard import set_strict
 from .format import DEFAULT_FILE, file_format
+from .limits import Limit
 from .sinks import Sink, SinkSpec, resolve_sink
 
 __all__ = ["configure", "default_file", "default_sinks"]
@@ -37,6 +38,7 @@ class Settings:
     on_error: OnError
     sinks: tuple[Sink, ...] | None  # None: the default file, created on first use
     default_file: str  # $TOKENLOG_FILE (its suffix checked), else ./mistral_usage_log.csv
+    budgets: tuple[Limit, ...] = ()  # configure(budget=...): enforced on every call, everywhere
 
 
 def _from_environment() -> Settings:
@@ -67,6 +69,7 @@ def configure(
     sinks: Iterable[SinkSpec] | None = None,
     on_error: OnError | None = None,
     enabled: bool | None = None,
+    budget: Limit | None = None,
 ) -> None:
     """Set where records go by default and how sink failures are handled.
 
@@ -75,7 +78,8 @@ def configure(
     ``scheme://`` strings in any mix (see :func:`~tokenlog.sinks.resolve_sink`; ``[]`` writes
     nowhere, sessions still count). ``on_error="warn"`` (the default) keeps
     a failing sink's rows and warns once; ``"raise"`` raises :class:`~tokenlog.SinkError` into
-    the call. ``enabled=False`` records nothing.
+    the call. ``enabled=False`` records nothing. ``budget`` (a :class:`~tokenlog.Budget`) is enforced on
+    every call of the process, besides the budgets of sessions and decorated functions.
 
     >>> import tokenlog
     >>> tokenlog.configure(sinks=[tokenlog.MemorySink()])
@@ -86,12 +90,15 @@ def configure(
     if on_error is not None and on_error not in ("warn", "raise"):
         raise ValueError(f"on_error is {on_error!r}, expected 'warn' or 'raise'")
     resolved = None if sinks is None else tuple(resolve_sink(spec) for spec in sinks)
+    if budget is not None:
+        budget.attach("configure(budget=...)")
     with _lock:
         settings = Settings(
             enabled=base.enabled if enabled is None else enabled,
             on_error=on_error or base.on_error,
             sinks=resolved,
             default_file=base.default_file,
+            budgets=() if budget is None else (budget,),
         )
         set_strict(settings.on_error == "raise")
         _default = None

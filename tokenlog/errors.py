@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import os
 import sys
+import types
 import warnings
 
-__all__ = ["SinkError", "TokenlogWarning", "article", "counted", "warn"]
+__all__ = ["BudgetExceeded", "SinkError", "TokenlogWarning", "article", "counted", "user_site", "warn"]
 
 
 class TokenlogWarning(UserWarning):
@@ -25,6 +26,26 @@ class SinkError(Exception):
     """
 
 
+class BudgetExceeded(Exception):
+    """A budget in force is spent (or a call could not be priced under a cost budget): the call was not made.
+
+    Raised before the request, so nothing more is billed. ``budget`` is the :class:`~tokenlog.Budget`,
+    ``limit`` what was exceeded (``"max_calls"``, ``"max_tokens"``, ``"max_cost_usd"``, or ``"unpriced"`` for
+    a call whose model has no price), ``spent`` and ``allowed`` the amounts (``None`` for ``"unpriced"``),
+    ``where`` where the budget was set (its file and line, and the session, function or ``configure()``).
+    """
+
+    def __init__(
+        self, message: str, *, budget: object, limit: str, spent: float | None, allowed: float | None, where: str
+    ) -> None:
+        super().__init__(message)
+        self.budget = budget
+        self.limit = limit
+        self.spent = spent
+        self.allowed = allowed
+        self.where = where
+
+
 _PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
 
@@ -36,9 +57,7 @@ def warn(message: str, category: type[Warning] = TokenlogWarning) -> None:
     and the usual filters and once-per-line registry apply there. With no such frame (the exit
     handler, a background thread) it is attributed to the outermost frame.
     """
-    frame = sys._getframe(1)
-    while frame.f_back is not None and frame.f_code.co_filename.startswith(_PACKAGE):
-        frame = frame.f_back
+    frame = _user_frame()
     module_globals = frame.f_globals
     warnings.warn_explicit(
         message,
@@ -48,6 +67,20 @@ def warn(message: str, category: type[Warning] = TokenlogWarning) -> None:
         module=module_globals.get("__name__", "<unknown>"),
         registry=module_globals.setdefault("__warningregistry__", {}),
     )
+
+
+def _user_frame() -> types.FrameType:
+    """The innermost frame on the stack outside the tokenlog package (else the outermost)."""
+    frame = sys._getframe(2)
+    while frame.f_back is not None and frame.f_code.co_filename.startswith(_PACKAGE):
+        frame = frame.f_back
+    return frame
+
+
+def user_site() -> str:
+    """The user's file and line that called into tokenlog, as ``path/to/file.py:12``."""
+    frame = _user_frame()
+    return f"{frame.f_code.co_filename}:{frame.f_lineno}"
 
 
 def counted(count: int, noun: str, plural: str | None = None) -> str:

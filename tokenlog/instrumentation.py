@@ -20,17 +20,20 @@ from __future__ import annotations
 import contextvars
 import functools
 import inspect
+import json
 import logging
 import os
+import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
+from urllib.parse import urlsplit
 
 import wrapt
 
-from . import config
+from . import config, route
 from ._fork import fork_safe_rlock
 from .calls import Call, Tracker, Wrapper, call_wrapper, current_call
 from .scopes import current
@@ -268,21 +271,66 @@ class _SdkTracker(Tracker):
     def __init__(self, label: str) -> None:
         super().__init__(label, None, None, None)
 
-    def enter(self) -> Call | None:
+    def enter(self, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Call | None:
         if not _recording():
             return None
         outer = current_call.get()
-        return Call(self, sdk=True) if outer is None else Call(outer.tracker, outer, sdk=True)
+        call = Call(self, sdk=True) if outer is None else Call(outer.tracker, outer, sdk=True)
+        limits = route.in_force(current.get())
+        if limits:  # the request is about to leave: it holds its place in a budget of calls until it returns
+            call.held = route.admit(limits, _model_argument(args, kwargs), True)
+        return call
 
 
 class _HttpTracker(_SdkTracker):
     """The tracker of a patched HTTP client method: as an SDK method's, but a request that an SDK method
-    makes is left to that method, and a response without usage (most HTTP) is not counted or warned about."""
+    makes is left to that method, and a response without usage (most HTTP) is not counted or warned about.
+    Budgets are enforced on requests to a model API's endpoints (a POST to ``.../chat/completions``,
+    ``.../embeddings``, ...) only: any other request is not a model call."""
 
-    def enter(self) -> Call | None:
+    def enter(self, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Call | None:
         if not _recording():
             return None
         outer = current_call.get()
         if outer is None:
-            return Call(self)
-        return None if outer.sdk else Call(outer.tracker, outer)
+            call = Call(self)
+        elif outer.sdk:
+            return None
+        else:
+            call = Call(outer.tracker, outer)
+        limits = route.in_force(current.get())
+        if limits and args and _is_model_request(args[0]):
+            call.held = route.admit(limits, _request_model(args[0]), True)
+        return call
+
+
+def _model_argument(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> object:
+    """The model an SDK call names: ``model=``, or a first positional string (mistralai 0.x ``chat(model, ...)``)."""
+    model = kwargs.get("model")
+    if model is None and args and type(args[0]) is str:
+        model = args[0]
+    return model
+
+
+_MODEL_ENDPOINT = re.compile(
+    r"/(?:chat/completions|fim/completions|agents/completions|completions|embeddings|ocr|audio/transcriptions"
+    r"|responses|conversations(?:/[^/]+(?:/restart)?)?)/?$"
+)
+"""The paths of the model APIs' endpoints that bill a call (Mistral's and OpenAI-compatible ones)."""
+
+
+def _is_model_request(request: Any) -> bool:
+    """A ``requests`` ``PreparedRequest`` or an ``httpx.Request`` that POSTs to a model endpoint."""
+    if str(getattr(request, "method", "")).upper() != "POST":
+        return False
+    return _MODEL_ENDPOINT.search(urlsplit(str(getattr(request, "url", ""))).path) is not None
+
+
+def _request_model(request: Any) -> object:
+    """The ``model`` of a request's JSON body, if it is loaded and says one (else ``None``: not known)."""
+    try:
+        body = request.body if hasattr(request, "body") else request.content  # requests | httpx
+        payload = json.loads(body) if body else None
+    except Exception:  # a streamed (unread) httpx body, a file upload, not JSON
+        return None
+    return payload.get("model") if isinstance(payload, dict) else None

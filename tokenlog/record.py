@@ -178,6 +178,20 @@ class BilledUnits:
         for name, count in (connector_calls or {}).items():
             self.connector_calls[name] = self.connector_calls.get(name, 0) + count
 
+    @classmethod
+    def of(cls, units: Mapping[str, object] | None, prompt: int, completion: int) -> BilledUnits:
+        """The billed units of one call from its units by name (as a route reads them), with its tokens."""
+        billed = cls()
+        if units:
+            billed.add(
+                units.get("cached_tokens"),  # type: ignore[arg-type]
+                units.get("pages"),  # type: ignore[arg-type]
+                units.get("audio_seconds"),  # type: ignore[arg-type]
+                units.get("connector_calls"),  # type: ignore[arg-type]
+                (prompt, completion) if units.get("service_tier") == "batch" else None,
+            )
+        return billed
+
     def add_record(self, record: UsageRecord) -> None:
         """Add the units of one record (a call the batch API served adds its tokens as batch tokens)."""
         batch = (record.prompt_tokens, record.completion_tokens) if record.service_tier == "batch" else None

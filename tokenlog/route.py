@@ -21,11 +21,12 @@ from ._fork import fork_safe_lock
 from .delivery.guard import Destination, destination
 from .extract import read_usage
 from .identity import recorded
-from .record import EMPTY_TAGS, RecordValues, UsageRecord, trusted_record
+from .limits import Limit
+from .record import EMPTY_TAGS, BilledUnits, RecordValues, UsageRecord, trusted_record
 from .scopes import OpenScopes, current
 from .sinks import Sink
 
-__all__ = ["Capture", "note_missing_usage", "record", "start_capture", "stop_capture"]
+__all__ = ["Capture", "admit", "in_force", "note_missing_usage", "record", "start_capture", "stop_capture"]
 
 _now = datetime.now
 _UTC = timezone.utc
@@ -89,6 +90,8 @@ def record(
         return earlier[1] or built or True  # recorded already: no second row
     for scope in scopes.sessions:
         scope.add(fields, built)
+    for limit in in_force(scopes):
+        limit.charge(fields, units)
     if built is None:
         own.write_fields(fields)
         return True
@@ -103,17 +106,32 @@ def record(
 
 def _priced(model: str, prompt: int, completion: int, units: dict[str, object] | None) -> dict[str, object] | None:
     """``units`` with the call's ``cost_usd`` from :func:`~tokenlog.pricing.default_prices` (left out if unknown)."""
-    from .pricing import BilledUnits, default_prices
+    from .pricing import default_prices
 
-    got = units or {}
-    billed = BilledUnits(
-        got.get("cached_tokens") or 0,  # type: ignore[arg-type]
-        got.get("pages") or 0,  # type: ignore[arg-type]
-        got.get("audio_seconds") or 0.0,  # type: ignore[arg-type]
-        dict(got.get("connector_calls") or {}),  # type: ignore[call-overload]
-    )
+    billed = BilledUnits.of(units, prompt, completion) if units else None  # tokens only: no units to add
     cost = default_prices().cost(model, prompt, completion, billed)
-    return units if cost is None else {**got, "cost_usd": cost}
+    return units if cost is None else {**(units or {}), "cost_usd": cost}
+
+
+def in_force(scopes: OpenScopes) -> tuple[Limit, ...]:
+    """The budgets enforced on a call made in ``scopes``: the process's (``configure``), then the scopes' own."""
+    budgets = config.settings.budgets
+    return budgets + scopes.budgets if scopes.budgets else budgets
+
+
+def admit(limits: tuple[Limit, ...], model: object, reserve: bool) -> tuple[Limit, ...]:
+    """Let a call of ``model`` start under ``limits``, or raise :class:`~tokenlog.BudgetExceeded` (the first budget
+    that refuses it; every one is asked). Returns the budgets that hold a place for it, to release when it ends."""
+    held: tuple[Limit, ...] = ()
+    try:
+        for limit in limits:
+            if limit.admit(model, reserve):
+                held += (limit,)
+    except BaseException:
+        for limit in held:
+            limit.release()
+        raise
+    return held
 
 
 def note_missing_usage(scopes: OpenScopes) -> None:

@@ -8,6 +8,7 @@ on every record.
 
 from __future__ import annotations
 
+import dataclasses
 import types
 from collections.abc import Mapping
 from contextvars import ContextVar
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from .delivery.guard import Destination
+from .limits import Limit
 from .record import EMPTY_TAGS, RecordValues, UsageRecord
 
 __all__ = ["NO_SCOPES", "OpenScopes", "Scope", "current"]
@@ -31,6 +33,8 @@ class Scope(Protocol):
     """True if it keeps every record; else it counts totals only and needs no record built."""
     destination: Destination | None
     """Where its rows go, if it has sinks of its own."""
+    budget: Limit | None
+    """The budget it enforces, if any."""
 
     def add(self, fields: RecordValues, record: UsageRecord | None) -> None:
         """Count one record (its ``record`` is built if this scope keeps records)."""
@@ -52,6 +56,8 @@ class OpenScopes:
     """The innermost session with sinks of its own has its rows go there; ``None``: the defaults."""
     keep_records: bool
     instrument: bool
+    budgets: tuple[Limit, ...] = ()
+    """The budgets of the sessions and decorated calls open here, outermost first: each is enforced."""
 
     def push(self, scope: Scope) -> OpenScopes:
         """These scopes and ``scope`` inside them."""
@@ -63,7 +69,14 @@ class OpenScopes:
             scope.destination if scope.destination is not None else self.destination,
             self.keep_records or scope.keep_records,
             scope.instrument,
+            self.budgets if scope.budget is None else self.with_budget(scope.budget).budgets,
         )
+
+    def with_budget(self, budget: Limit) -> OpenScopes:
+        """These scopes with ``budget`` enforced too (a decorated call's own); the same if it is already."""
+        if budget in self.budgets:
+            return self
+        return dataclasses.replace(self, budgets=(*self.budgets, budget))
 
     def including(self, scope: Scope) -> OpenScopes:
         """These scopes, with ``scope`` innermost if it is not among them."""
@@ -75,7 +88,9 @@ class OpenScopes:
         for session in self.sessions:
             if session is not scope:
                 rebuilt = rebuilt.push(session)
-        return rebuilt
+        # A decorated call's budget, enforced here too, stays; the closed session's own goes.
+        kept = tuple(b for b in self.budgets if b is not scope.budget or b in rebuilt.budgets)
+        return dataclasses.replace(rebuilt, budgets=kept)
 
 
 NO_SCOPES = OpenScopes((), None, EMPTY_TAGS, None, False, False)

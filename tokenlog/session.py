@@ -21,6 +21,7 @@ from .delivery.guard import Destination, destination, guard
 from .extract import response_id
 from .identity import recorded
 from .instrumentation import ensure_patched
+from .limits import BudgetStatus, Limit
 from .record import BilledUnits, RecordValues, UsageRecord, has_units
 from .scopes import OpenScopes, current
 from .sinks import Sink, resolve_sink
@@ -112,6 +113,7 @@ class UsageSession:
         tags: Mapping[str, str] | None = None,
         instrument: bool = True,
         keep_records: bool = True,
+        budget: Limit | None = None,
     ) -> None:
         self.name = name
         self.instrument = instrument
@@ -128,6 +130,10 @@ class UsageSession:
         """Sinks this session made from paths: closed when it ends."""
         self.destination: Destination | None = None if self._sinks is None else destination(self._sinks)
         self._token: contextvars.Token[OpenScopes] | None = None
+        self.budget = budget
+        """The :class:`~tokenlog.Budget` enforced inside the block (with every enclosing one), if any."""
+        if budget is not None:
+            budget.attach(f"usage_session({name!r})" if name is not None else "usage_session()")
 
     def __repr__(self) -> str:
         return f"<UsageSession {self.name!r}: {self.calls} calls, {self.total_tokens} tokens>"
@@ -149,6 +155,11 @@ class UsageSession:
                 )
                 for model, totals in self._by_model.items()
             }
+
+    @property
+    def budget_status(self) -> BudgetStatus | None:
+        """What the session's budget has spent and has left (:meth:`tokenlog.Budget.status`); ``None`` without one."""
+        return None if self.budget is None else self.budget.status()
 
     @property
     def cost(self) -> float | None:
@@ -275,6 +286,7 @@ class SessionOptions(TypedDict, total=False):
     tags: Mapping[str, str] | None
     instrument: bool
     keep_records: bool
+    budget: Limit | None
 
 
 def usage_session(name: str | None = None, **options: Unpack[SessionOptions]) -> UsageSession:
@@ -291,6 +303,10 @@ def usage_session(name: str | None = None, **options: Unpack[SessionOptions]) ->
     With ``instrument=True`` (the default) the SDK methods tokenlog knows (see
     :mod:`tokenlog.instrumentation`) are recorded inside the block with no decorator; pass
     ``instrument=False`` to record only decorated functions and ``record()``.
+
+    ``budget=tokenlog.Budget(...)`` enforces a budget on every call made inside the block (see
+    :class:`~tokenlog.Budget`): once it is spent, a call raises :class:`~tokenlog.BudgetExceeded` before
+    any request is made.
 
     ``keep_records=False`` keeps the totals (``calls``, the token counts, ``by_model``,
     ``cost``) and not each record: ``records`` stays empty and the session's memory stays the

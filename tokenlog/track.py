@@ -16,8 +16,9 @@ from typing import Any, TypeVar, overload
 import wrapt
 
 from . import config, instrumentation
-from .calls import Call, Tracker, call_wrapper, current_call
+from .calls import Call, Tracker, budgeted, call_wrapper, current_call
 from .delivery.guard import destination
+from .limits import Limit
 from .sinks import Sink, resolve_sink
 
 __all__ = ["Call", "Tracker", "call_wrapper", "current_call", "track_usage"]
@@ -29,12 +30,12 @@ SinkSpec = Sink | str | os.PathLike[str]
 class _DecoratedTracker(Tracker):
     """A decorated function's tracker: its calls also have the SDK and HTTP methods patched."""
 
-    def enter(self) -> Call | None:
+    def enter(self, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Call | None:
         if not config.settings.enabled:
             return None
         if not instrumentation.patching():
             instrumentation.ensure_patched()  # after uninstrument() (or testing.reset()): patch again
-        return Call(self)
+        return self.start(kwargs)
 
 
 @overload
@@ -51,6 +52,7 @@ def track_usage(
     model: str | None = None,
     tags: Mapping[str, str] | None = None,
     name: str | None = None,
+    budget: Limit | None = None,
 ) -> Callable[[F], F]: ...
 
 
@@ -63,6 +65,7 @@ def track_usage(
     model: str | None = None,
     tags: Mapping[str, str] | None = None,
     name: str | None = None,
+    budget: Limit | None = None,
 ) -> F | Callable[[F], F]:
     """Record the token usage of every successful call of the decorated function.
 
@@ -74,7 +77,9 @@ def track_usage(
     ``sink``/``sinks`` send this function's rows there instead of the session's or the
     default CSV file; ``model`` names the model when the response does not (else the call's
     ``model=`` argument is used); ``tags`` are added to each row; ``name`` replaces the
-    function's qualified name in the ``function`` field.
+    function's qualified name in the ``function`` field. ``budget`` (a :class:`~tokenlog.Budget`) is enforced
+    on each call and on every SDK and HTTP call made inside it: once it is spent, a call raises
+    :class:`~tokenlog.BudgetExceeded` before it starts.
 
     >>> import tokenlog
     >>> sink = tokenlog.MemorySink()
@@ -91,7 +96,11 @@ def track_usage(
     def decorate(wrapped: F) -> F:
         tracker = _DecoratedTracker(name or _qualified_name(wrapped), model, tags, own)
         target = getattr(wrapped, "__func__", wrapped)  # a classmethod/staticmethod object
-        wrapper = call_wrapper(tracker.enter, inspect.iscoroutinefunction(target))
+        asynchronous = inspect.iscoroutinefunction(target)
+        wrapper = call_wrapper(tracker.enter, asynchronous)
+        if budget is not None:  # decided here, once: a function without a budget pays nothing for budgets
+            budget.attach(f"@track_usage on {tracker.function}")
+            wrapper = budgeted(wrapper, budget, asynchronous)
         return wrapt.decorator(proxy=_FunctionWrapper)(wrapper)(wrapped)  # type: ignore[return-value]
 
     return decorate if func is None else decorate(func)

@@ -28,8 +28,9 @@ from pathlib import Path
 from typing import TextIO
 
 from ..format import ALL_COLUMNS, MANDATORY_COLUMNS, RECORD_KEYS, SUFFIXES
+from ..record import BilledUnits
 
-__all__ = ["EXPECTED", "LogFileError", "UsageLog", "log_format", "open_log"]
+__all__ = ["EXPECTED", "UNIT_COLUMNS", "LogFileError", "UsageLog", "add_row_units", "log_format", "open_log"]
 
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 _FIRST_LINE = 64 * 1024  # enough for any header or record; a longer first line is not a usage log's
@@ -39,6 +40,47 @@ EXPECTED = (
     "as JsonlSink writes) or SQLite (a table 'usage', as SqliteSink writes)"
 )
 """What every reading command says it expected when a file is none of the formats the sinks write."""
+
+
+UNIT_COLUMNS = ("CachedTokens", "Pages", "AudioSeconds", "ConnectorCalls", "CostUSD", "ServiceTier")
+"""The columns of units that prices depend on, beyond the tokens, in the order :func:`add_row_units` takes them."""
+
+
+def add_row_units(billed: BilledUnits, cells: Sequence[str], prompt: int, completion: int) -> None:
+    """Add one row's units to ``billed``: its cells of :data:`UNIT_COLUMNS` (empty where the log has no such
+    column), with its prompt and completion tokens. A cell that is not a unit's value counts as empty; a
+    ``CostUSD`` the row was priced at when recorded counts in ``recorded_calls`` and ``recorded_cost``."""
+    cached, pages, seconds, calls, cost, tier = cells
+    billed.add(
+        int(cached) if cached.isdigit() else None,
+        int(pages) if pages.isdigit() else None,
+        _amount(seconds),
+        _calls(calls),
+        (prompt, completion) if tier == "batch" else None,  # served by the batch API: its own price
+    )
+    recorded = _amount(cost)
+    if recorded is not None:
+        billed.recorded_calls += 1
+        billed.recorded_cost += recorded
+
+
+def _amount(cell: str) -> float | None:
+    """A non-negative finite number (seconds, USD), else ``None``."""
+    try:
+        value = float(cell) if cell else None
+    except ValueError:
+        return None
+    return value if value is not None and 0 <= value < float("inf") else None
+
+
+def _calls(cell: str) -> dict[str, int] | None:
+    try:
+        value = json.loads(cell) if cell else None
+    except ValueError:
+        return None
+    if not isinstance(value, dict):
+        return None
+    return {str(k): v for k, v in value.items() if type(v) is int and v >= 0}
 
 
 class LogFileError(Exception):

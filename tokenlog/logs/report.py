@@ -27,7 +27,7 @@ from fnmatch import fnmatchcase
 from ..errors import counted
 from ..format import utc_timestamp
 from ..pricing import STALE_DAYS, BilledUnits, PriceTable, default_prices
-from .read import UsageLog, open_log
+from .read import UNIT_COLUMNS, UsageLog, add_row_units, open_log
 
 __all__ = [
     "DIMENSIONS",
@@ -193,14 +193,10 @@ def build_report(
     for log in logs:
         tagged = _tag_filter(log, where)
         _scan(log, report, sums, since, until, models, tagged)
-        if any(log.index(column) is not None for column in _UNIT_COLUMNS):
+        if any(log.index(column) is not None for column in UNIT_COLUMNS):
             _scan_units(log, report, units, since, until, models, tagged)
     _price(report, sums, units, reprice)
     return report
-
-
-_UNIT_COLUMNS = ("CachedTokens", "Pages", "AudioSeconds", "ConnectorCalls", "CostUSD", "ServiceTier")
-"""The columns of units that prices depend on, beyond the tokens."""
 
 
 def _scan_units(
@@ -214,7 +210,7 @@ def _scan_units(
 ) -> None:
     """Add up the priced units of one log's rows, by the keys of :func:`_scan` (a second pass: only for logs
     with unit columns, so the token pass stays plain). A cell that is not a unit's value counts as empty."""
-    cells = [log.index(column) for column in _UNIT_COLUMNS]
+    cells = [log.index(column) for column in UNIT_COLUMNS]
     i_time, i_model = log.columns.index("TimestampUTC"), log.columns.index("Model")
     key_of = _key_function(log, report.group_by, report.prices)
     for row in log.rows():
@@ -227,40 +223,11 @@ def _scan_units(
             continue
         if tagged is not None and not tagged(row):
             continue
-        cached, pages, seconds, calls, cost, tier = (row[i] if i is not None else "" for i in cells)
         key = key_of(row, stamp)
         billed = units.get(key)
         if billed is None:
             billed = units[key] = BilledUnits()
-        billed.add(
-            int(cached) if cached.isdigit() else None,
-            int(pages) if pages.isdigit() else None,
-            _seconds(seconds),
-            _calls(calls),
-            (int(row[2]), int(row[3])) if tier == "batch" else None,  # served by the batch API: its own price
-        )
-        recorded = _seconds(cost)  # a non-negative finite number, as a latency is
-        if recorded is not None:
-            billed.recorded_calls += 1
-            billed.recorded_cost += recorded
-
-
-def _seconds(cell: str) -> float | None:
-    try:
-        value = float(cell) if cell else None
-    except ValueError:
-        return None
-    return value if value is not None and 0 <= value < float("inf") else None
-
-
-def _calls(cell: str) -> dict[str, int] | None:
-    try:
-        value = json.loads(cell) if cell else None
-    except ValueError:
-        return None
-    if not isinstance(value, dict):
-        return None
-    return {str(k): v for k, v in value.items() if type(v) is int and v >= 0}
+        add_row_units(billed, [row[i] if i is not None else "" for i in cells], int(row[2]), int(row[3]))
 
 
 def _scan(

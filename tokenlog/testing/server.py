@@ -146,6 +146,10 @@ class MistralCompatibleServer:
         """When true, responses carry ``"usage": null`` (streams: on the chunk that would hold it)."""
         self.cut_stream_after: int | None = None
         """When set, a stream sends this many events, then closes the connection mid-body (no [DONE])."""
+        self.latency = 0.0
+        """Seconds each request waits before it is answered: calls stay in flight that long."""
+        self._in_flight = 0
+        self._peak_in_flight = 0
 
     @property
     def url(self) -> str:
@@ -160,6 +164,12 @@ class MistralCompatibleServer:
         """How many HTTP requests the server has handled, failed ones and 404s included."""
         with self._lock:
             return self._requests_seen
+
+    @property
+    def peak_in_flight(self) -> int:
+        """The most requests the server was handling at once since it started (or since :meth:`reset`)."""
+        with self._lock:
+            return self._peak_in_flight
 
     def start(self) -> MistralCompatibleServer:
         """Bind the port and serve from a daemon thread; returns the server itself."""
@@ -235,14 +245,18 @@ class MistralCompatibleServer:
             self._fail_count = 0
             self._fail_retry_after = None
             self._replies.clear()
+            self._peak_in_flight = self._in_flight
         self.omit_usage = False
         self.null_usage = False
         self.cut_stream_after = None
+        self.latency = 0.0
 
     def _admit(self) -> tuple[int, float | None] | None:
         """Count a request; the (status, retry_after) it must fail with, if a failure is pending."""
         with self._lock:
             self._requests_seen += 1
+            self._in_flight += 1
+            self._peak_in_flight = max(self._peak_in_flight, self._in_flight)
             if self._fail_count > 0:
                 self._fail_count -= 1
                 return self._fail_status, self._fail_retry_after
@@ -331,6 +345,17 @@ class _Handler(BaseHTTPRequestHandler):
             raw = None
         app = self.server.app
         failure = app._admit()
+        try:
+            if app.latency > 0:
+                time.sleep(app.latency)
+            self._answer(app, method, raw, failure)
+        finally:
+            with app._lock:
+                app._in_flight -= 1
+
+    def _answer(
+        self, app: MistralCompatibleServer, method: str, raw: bytes | None, failure: tuple[int, float | None] | None
+    ) -> None:
         if raw is None:
             # The rest of the connection cannot be parsed once the body's framing is wrong.
             self.close_connection = True
