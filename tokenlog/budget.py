@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import Literal
 
-from ._fork import fork_safe_lock
+from ._fork import fork_safe_lock, reset_after_fork
 from .errors import BudgetExceeded, counted, user_site, warn
 from .format import file_format, utc_timestamp
 from .limits import BudgetStatus
@@ -37,6 +37,7 @@ Unpriced = Literal["refuse", "count_tokens_only"]
 
 _LIMITS = ("max_calls", "max_tokens", "max_cost_usd")
 _INF = float("inf")
+_NO_ROWS = Spent()
 
 
 class Budget:
@@ -112,10 +113,16 @@ class Budget:
         """The counts (calls, tokens, cost) at which a charge looks again (the warning, then the limit)."""
         self._priced: set[str] = set()
         self._tail = None if self.shared is None else LogTail(self.shared, self.since)
-        self._log = Spent()
+        self._log = _NO_ROWS
         """The shared log's totals (zero without one, or while it cannot be read)."""
         self._problem: str | None = None
         self._update()
+        reset_after_fork(self)
+
+    def _after_fork_in_child(self) -> None:
+        # The parent's calls in flight are not the child's: they return in the parent. What was spent stays
+        # counted; a shared budget's reader starts afresh (a pool worker inherits no open file from it anyway).
+        self._in_flight = 0
 
     def __repr__(self) -> str:
         return f"<Budget {self.name!r}: {self.status().used:.0%} used>"
@@ -252,6 +259,8 @@ class Budget:
         """Read what other processes appended to the shared log; if it cannot be read, warn once and go on
         with this process's own count."""
         assert self._tail is not None
+        if self._tail.unchanged():
+            return  # nothing appended: one stat, no lock
         message = warning = None
         with self._lock:
             try:
@@ -266,7 +275,7 @@ class Budget:
                         "permissions)"
                     )
                 self._problem = str(exc)
-                log = Spent()
+                log = _NO_ROWS
             if log is not self._log:  # the same object when nothing was appended
                 self._log = log
                 warning = self._update()

@@ -45,6 +45,17 @@ class BudgetExceeded(Exception):
         self.allowed = allowed
         self.where = where
 
+    def __reduce__(self) -> tuple[object, ...]:
+        """Pickled without its budget (a process pool sends a worker's exception to the parent): ``budget`` is
+        ``None`` on the other side, every other attribute is kept."""
+        return (_budget_exceeded, (str(self), self.limit, self.spent, self.allowed, self.where))
+
+
+def _budget_exceeded(
+    message: str, limit: str, spent: float | None, allowed: float | None, where: str
+) -> BudgetExceeded:
+    return BudgetExceeded(message, budget=None, limit=limit, spent=spent, allowed=allowed, where=where)
+
 
 _PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
 

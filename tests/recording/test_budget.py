@@ -4,6 +4,8 @@ budgets each hold, unpriced calls under a cost cap, one warning, and the oversho
 from __future__ import annotations
 
 import asyncio
+import os
+import pickle
 import re
 import threading
 import warnings
@@ -50,6 +52,8 @@ def test_a_spent_budget_refuses_the_next_call_before_its_request(
     assert "no request was made" in message
     assert f"{Path(__file__)}:{line}" in error.where
     assert "usage_session('run')" in error.where
+    copy = pickle.loads(pickle.dumps(error))  # a process pool hands a worker's exception to its parent
+    assert (str(copy), copy.limit, copy.spent, copy.where, copy.budget) == (message, "max_calls", 3, error.where, None)
     status = session.budget_status
     assert status is not None
     assert (status.calls, status.remaining, status.exceeded, status.in_flight) == (3, {"max_calls": 0}, True, 0)
@@ -354,3 +358,17 @@ def test_threads_in_a_pool_share_the_sessions_budget(mistral: Mistral, server: M
 def test_bad_arguments_say_what_to_pass(kwargs: dict[str, object], message: str) -> None:
     with pytest.raises(ValueError, match=re.escape(message)):
         tokenlog.Budget(**kwargs)  # type: ignore[arg-type]
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork is POSIX only")
+def test_a_forked_child_does_not_inherit_the_parents_calls_in_flight(tmp_path: Path) -> None:
+    budget = tokenlog.Budget(max_calls=2, warn_at=None)
+    assert budget.admit("mistral-small", True)  # a call in flight in the parent when it forks
+    pid = os.fork()
+    if pid == 0:  # the child: both places are free, the parent's call is the parent's
+        code = 0 if budget.status().in_flight == 0 and budget.admit("mistral-small", True) else 1
+        os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert budget.status().in_flight == 1
+    budget.release()

@@ -53,3 +53,22 @@ def test_mistralai_0x_sync_and_async_methods_are_recorded_once_each(server: Mist
         ("mistralai:MistralAsyncClient.embeddings", *embed),
     ]
     assert session.calls_without_usage == 0
+
+
+def test_mistralai_0x_calls_are_refused_by_a_spent_budget_before_their_request(server: MistralCompatibleServer) -> None:
+    from mistralai.client import MistralClient  # type: ignore[attr-defined,unused-ignore]
+    from mistralai.models.chat_completion import ChatMessage  # type: ignore[import-not-found,unused-ignore]
+
+    import tokenlog
+
+    messages = [ChatMessage(role="user", content=QUESTION)]
+    client: Any = MistralClient(api_key="k", endpoint=server.url, max_retries=0)
+    budget = tokenlog.Budget(max_cost_usd=5, max_calls=1, warn_at=None)
+    with usage_session(sinks=[], budget=budget):
+        with pytest.raises(tokenlog.BudgetExceeded, match="'my-finetune'"):
+            client.chat("my-finetune", messages)  # the model given positionally: still known before the request
+        before = server.requests_seen
+        client.chat(model="mistral-small-latest", messages=messages)
+        with pytest.raises(tokenlog.BudgetExceeded, match="max_calls=1"):
+            client.chat(model="mistral-small-latest", messages=messages)
+        assert server.requests_seen == before + 1

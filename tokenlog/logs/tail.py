@@ -62,31 +62,40 @@ class LogTail:
         self._columns: tuple[int, ...] | None = None  # CSV: where the needed cells are
         self._database: tuple[int, ...] = ()  # SQLite: the database file's identity when last read
 
+    def unchanged(self) -> bool:
+        """True if the log is as it was when last read: one ``stat``, nothing read (safe from any thread)."""
+        try:
+            return self._look() == self._seen
+        except LogFileError:
+            return False
+
     def refresh(self) -> Spent:
         """The totals, with whatever was appended since the last call counted."""
-        fmt = self._format
-        if fmt == "sqlite":
-            return self._refresh_sqlite()
-        try:
-            stat = os.stat(self.path)
-        except FileNotFoundError:
-            self._restart()
-            return self.spent
-        except OSError as exc:
-            raise LogFileError(f"{self.path}: cannot read: {exc.strerror or exc}") from None
-        seen = (stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns)
+        seen = self._look()
         if seen == self._seen:
-            return self.spent  # nothing appended: the check is this stat
-        if fmt is None:
-            if stat.st_size == 0:
-                return self.spent
-            fmt = self._format = log_format(self.path)
-            if fmt == "sqlite":
-                return self._refresh_sqlite()
-        if self._seen is not None and (seen[:2] != self._seen[:2] or stat.st_size < self._offset):
+            return self.spent  # nothing appended: the check was that stat
+        if not seen:
+            self._restart()  # no file (yet, or any more): no rows
+            return self.spent
+        if self._format is None:
+            if seen[2] == 0:
+                return self.spent  # an empty file: its format is known once a writer starts it
+            self._format = log_format(self.path)
+            if self._format == "sqlite":
+                return self._refresh_sqlite(self._look())
+        if self._format == "sqlite":
+            return self._refresh_sqlite(seen)
+        if self._seen is not None and (seen[:2] != self._seen[:2] or seen[2] < self._offset):
             self._restart()  # another file now, or cut: read it all again
         self._read_appended()
         return self.spent
+
+    def _look(self) -> tuple[int, ...]:
+        """What ``stat`` says of the file whose change means new rows: the log itself, or for SQLite its WAL (a
+        commit writes the WAL; a database in another journal mode has none, then the database itself)."""
+        if self._format == "sqlite":
+            return _stat_of(self.path + "-wal") or _stat_of(self.path)
+        return _stat_of(self.path)
 
     def _restart(self) -> None:
         if self.spent != _NOTHING:
@@ -184,13 +193,8 @@ class LogTail:
 
     # -- SQLite --------------------------------------------------------------------------------------
 
-    def _refresh_sqlite(self) -> Spent:
-        # A commit writes the WAL (SqliteSink's databases are in WAL mode): its stat is the check. A database
-        # in another journal mode has no WAL file; then the database's own stat.
-        seen = _stat_of(self.path + "-wal") or _stat_of(self.path)
-        if seen == self._seen:
-            return self.spent
-        if not seen or not os.path.exists(self.path):
+    def _refresh_sqlite(self, seen: tuple[int, ...]) -> Spent:
+        if not os.path.exists(self.path):
             self._restart()  # deleted: no rows until a writer makes it again
             return self.spent
         database = _stat_of(self.path)
