@@ -72,7 +72,7 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
 
 
 _EXAMPLES = {
-    "report": ("tokenlog report --by day,model --since 2026-06-01", "tokenlog report usage.jsonl --format markdown"),
+    "report": ("tokenlog report --by day,model --since 2026-06-01", "tokenlog report --format html -o report.html"),
     "validate": ("tokenlog validate mistral_usage_log.csv", "tokenlog validate --max-errors 5 laptop.csv server.csv"),
     "repair": ("tokenlog repair mistral_usage_log.csv", "tokenlog repair --lock-timeout 30 usage.csv"),
     "merge": ("tokenlog merge laptop.csv server.csv -o team.csv", "tokenlog merge *.csv --skip-invalid -o all.csv"),
@@ -132,7 +132,13 @@ def _add_report(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     report.add_argument(
         "--model", action="append", metavar="NAME", help="only these models; glob patterns work (mistral-large*)"
     )
-    report.add_argument("--format", choices=FORMATS, default="table", help="output format (default: table)")
+    report.add_argument(
+        "--format",
+        choices=(*FORMATS, "html"),
+        default="table",
+        help="output format (default: table); html: one self-contained page with charts (with -o FILE)",
+    )
+    report.add_argument("-o", "--output", metavar="FILE", help="write the report to FILE instead of standard output")
     report.add_argument(
         "--prices",
         action="append",
@@ -184,17 +190,35 @@ def _report(args: argparse.Namespace) -> int:
         raise CommandError(
             f"{files[0]}: no such file. Run your program to write it, or name a log: tokenlog report FILE"
         )
-    report = build_report(
-        files,
-        group_by=by,
-        since=since,
-        until=until,
-        models=_split(args.model),
-        prices=load_prices(args.prices),
-        reprice=args.reprice,
-        where=where,
-    )
-    sys.stdout.write(render(report, args.format, color=args.format == "table" and _color(sys.stdout)))
+    output = args.output
+    if output is not None and (os.path.isdir(output) or not os.path.isdir(os.path.dirname(os.path.abspath(output)))):
+        raise CommandError(f"{output}: {'is a directory' if os.path.isdir(output) else 'its directory does not exist'}")
+    models, prices = _split(args.model), load_prices(args.prices)
+    if args.format == "html":
+        from .logs.html import html_report
+
+        page = html_report(
+            files, since=since, until=until, models=models, prices=prices, reprice=args.reprice, where=where
+        )
+        text, report = page.text, page.report
+    else:
+        report = build_report(
+            files,
+            group_by=by,
+            since=since,
+            until=until,
+            models=models,
+            prices=prices,
+            reprice=args.reprice,
+            where=where,
+        )
+        text = render(report, args.format, color=args.format == "table" and output is None and _color(sys.stdout))
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        with open(output, "w", encoding="utf-8", newline="") as handle:
+            handle.write(text)
+        print(f"Wrote {output}: {counted(report.total.calls, 'call')}", file=sys.stderr)
     if report.skipped:
         print(
             f"tokenlog report: skipped {counted(report.skipped, 'row')} that are not usage rows; check the file with "
