@@ -56,6 +56,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_validate(commands)
     _add_repair(commands)
     _add_merge(commands)
+    _add_diff(commands)
     _add_demo(commands)
     _add_serve(commands)
     _add_import_batch(commands)
@@ -76,6 +77,10 @@ _EXAMPLES = {
     "validate": ("tokenlog validate mistral_usage_log.csv", "tokenlog validate --max-errors 5 laptop.csv server.csv"),
     "repair": ("tokenlog repair mistral_usage_log.csv", "tokenlog repair --lock-timeout 30 usage.csv"),
     "merge": ("tokenlog merge laptop.csv server.csv -o team.csv", "tokenlog merge *.csv --skip-invalid -o all.csv"),
+    "diff": (
+        "tokenlog diff main_usage.csv pr_usage.csv --fail-above 10",
+        "tokenlog diff usage.csv --base-until 2026-06-07 --head-since 2026-06-08 --by function",
+    ),
     "demo": ("tokenlog demo --processes 0", "tokenlog demo --log /tmp/demo.csv"),
     "serve": ("tokenlog serve --port 8000", "tokenlog serve --host 0.0.0.0 --port 8080"),
     "import-batch": (
@@ -230,15 +235,60 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_diff(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from .logs.diff import DIFF_FORMATS
+
+    diff = _command(commands, _diff)
+    diff.add_argument("base", metavar="BASE", help="the log to compare with (CSV, JSONL or SQLite)")
+    diff.add_argument("head", metavar="HEAD", nargs="?", help="the log to compare (default: BASE, with other windows)")
+    diff.add_argument(
+        "--by", default="model", metavar="GROUP", help="model (default), function, session, day or tag:NAME"
+    )
+    for side in ("base", "head"):
+        diff.add_argument(f"--{side}-since", metavar="TIME", help=f"only {side} calls at or after TIME")
+        diff.add_argument(f"--{side}-until", metavar="TIME", help=f"only {side} calls at or before TIME")
+    diff.add_argument(
+        "--fail-above", type=float, metavar="PCT", help="exit 1 if total tokens or cost grew by more than PCT percent"
+    )
+    diff.add_argument("--format", choices=DIFF_FORMATS, default="table", help="output format (default: table)")
+    diff.add_argument("--prices", action="append", metavar="FILE", default=[], help="a TOML file of prices")
+
+
+def _diff(args: argparse.Namespace) -> int:
+    """compare two usage logs, or two time windows of one: tokens and cost by model, and a gate for CI.
+
+    Total each side by model (or --by function, session, day, tag:NAME) and print both with the change; a group
+    found on one side only counts as 0 on the other. With --fail-above PCT the command exits 1 when total tokens
+    or the total estimated cost grew by more than PCT percent: "this change makes the eval run 30% more expensive".
+    """
+    from .logs.diff import diff_logs, render_diff
+    from .logs.report import dimension_problem
+    from .pricing import load_prices
+
+    problem = dimension_problem(args.by)
+    if problem or args.by == "hour":
+        _usage_error(args, f"--by {args.by}: {problem or 'expected model, function, session, day or tag:NAME'}")
+    head = args.head or args.base
+    _check_readable([args.base, head])
+    windows = [(_time_option(args, f"{side}_since"), _time_option(args, f"{side}_until")) for side in ("base", "head")]
+    if args.head is None and windows[0] == windows[1]:
+        _usage_error(args, "one log compares two time windows: give --base-until/--head-since (or a HEAD log)")
+    found = diff_logs(
+        [args.base], [head], by=args.by, base_window=windows[0], head_window=windows[1], prices=load_prices(args.prices)
+    )
+    sys.stdout.write(render_diff(found, args.format, args.fail_above))
+    return 1 if args.fail_above is not None and found.grew(args.fail_above) else 0
+
+
 def _time_option(args: argparse.Namespace, name: str) -> str | None:
     """``--since`` or ``--until`` as a UTC timestamp string; a value that is not a time is a usage error."""
     from .logs.report import parse_time
 
     value = getattr(args, name)
     try:
-        return None if value is None else parse_time(value, end=name == "until")
+        return None if value is None else parse_time(value, end=name.endswith("until"))
     except ValueError as exc:
-        _usage_error(args, f"--{name}: {exc}")
+        _usage_error(args, f"--{name.replace('_', '-')}: {exc}")
 
 
 def _color(stream: object) -> bool:
