@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextvars
 import dataclasses
 import functools
+import html
 import os
 import types
 from collections.abc import Callable, Iterable, Mapping
@@ -17,6 +18,7 @@ if TYPE_CHECKING:
 
 from . import config, route
 from ._fork import fork_safe_lock
+from ._html import money, table
 from .delivery.guard import Destination, destination, guard
 from .extract import response_id
 from .identity import recorded
@@ -81,6 +83,10 @@ class UsageTotals:
 _COUNTS = ("calls", "prompt_tokens", "completion_tokens", "total_tokens")
 
 
+def _counts(totals: UsageTotals) -> list[str]:
+    return [f"{getattr(totals, name):,}" for name in _COUNTS]
+
+
 class _Total:
     """A read-only view of one of a session's running totals (``session.calls`` reads ``session._totals.calls``)."""
 
@@ -137,6 +143,27 @@ class UsageSession:
 
     def __repr__(self) -> str:
         return f"<UsageSession {self.name!r}: {self.calls} calls, {self.total_tokens} tokens>"
+
+    def _repr_html_(self) -> str:
+        """A notebook shows a session as a table: its totals by model, its total, its budget if it has one."""
+        from .pricing import default_prices
+
+        prices = default_prices()
+        rows = []
+        for model, totals in sorted(self.by_model.items()):
+            cost = prices.cost(model, totals.prompt_tokens, totals.completion_tokens, totals.units)
+            rows.append([model, *_counts(totals), money(cost)])
+        rows.append(["total", *_counts(self._totals), money(self.cost)])
+        caption = f"usage_session {self.name!r}" if self.name is not None else "usage_session"
+        shown = table(["model", "calls", "prompt", "completion", "total tokens", "estimated cost"], rows, None, caption)
+        status = self.budget_status
+        if status is not None:
+            left = ", ".join(f"{key} {value:g}" for key, value in status.remaining.items())
+            shown += f"<p>{html.escape(status.name)}: {status.used:.0%} used; left: {html.escape(left)}"
+            shown += "; exceeded</p>" if status.exceeded else "</p>"
+        if self.calls_without_usage:
+            shown += f"<p>{self.calls_without_usage:,} calls returned no usage.</p>"
+        return shown
 
     # -- totals --------------------------------------------------------------------------
 

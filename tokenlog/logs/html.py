@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from fnmatch import fnmatchcase
 
+from .._html import money, table
 from .._version import __version__
 from ..format import utc_timestamp
 from ..pricing import PriceTable, default_prices
@@ -245,20 +246,6 @@ def _when(stamp: str) -> str:
     return stamp[:19].replace("T", " ")
 
 
-def _money(value: float | None) -> str:
-    """USD with two significant digits at least: ``$1,234.50``, ``$0.42``, ``$0.00013``; ``unknown`` for ``None``."""
-    if value is None:
-        return "unknown"
-    if value == 0:
-        return "$0"
-    if value >= 1:
-        return f"${value:,.2f}"
-    decimals = 2
-    while value < 10 ** -(decimals - 1) and decimals < 9:
-        decimals += 1
-    return f"${value:.{decimals}f}"
-
-
 def _totals(total: Totals, prices: PriceTable, span: str) -> str:
     cost = total.cost
     cards = [
@@ -266,7 +253,7 @@ def _totals(total: Totals, prices: PriceTable, span: str) -> str:
         ("prompt-tokens", "Prompt tokens", f"{total.prompt_tokens:,}", total.prompt_tokens),
         ("completion-tokens", "Completion tokens", f"{total.completion_tokens:,}", total.completion_tokens),
         ("total-tokens", "Total tokens", f"{total.total_tokens:,}", total.total_tokens),
-        ("cost", "Estimated cost", _money(cost), "" if cost is None else f"{cost:.9f}"),
+        ("cost", "Estimated cost", money(cost), "" if cost is None else f"{cost:.9f}"),
     ]
     items = "".join(
         f'<div class="card"><div class="label">{label}</div>'
@@ -275,7 +262,7 @@ def _totals(total: Totals, prices: PriceTable, span: str) -> str:
     )
     unpriced = (
         f'<p class="note">{total.unpriced_calls:,} calls are of models without a price: the cost of those is '
-        f"unknown (shown: {_money(total.priced_cost)} for the others).</p>"
+        f"unknown (shown: {money(total.priced_cost)} for the others).</p>"
         if total.unpriced_calls
         else ""
     )
@@ -333,10 +320,10 @@ def _over_time(series: _Series, bucket: str) -> str:
         )
     )
     charts.append(
-        _stacked(f"Estimated cost by {unit}, stacked by model", "cost", series, series.cost, "USD (estimated)", _money)
+        _stacked(f"Estimated cost by {unit}, stacked by model", "cost", series, series.cost, "USD (estimated)", money)
     )
     rows = [
-        [when, model, f"{series.tokens.get((when, model), 0):,}", _money(series.cost.get((when, model), 0.0))]
+        [when, model, f"{series.tokens.get((when, model), 0):,}", money(series.cost.get((when, model), 0.0))]
         for when in series.buckets
         for model in series.models
         if (when, model) in series.tokens
@@ -512,7 +499,7 @@ def _bars_section(title: str, slug: str, sums: dict[str, Totals]) -> str:
             f"{t.prompt_tokens:,}",
             f"{t.completion_tokens:,}",
             f"{t.total_tokens:,}",
-            _money(t.cost),
+            money(t.cost),
         ]
         for label, t in shown
     ]
@@ -534,7 +521,7 @@ def _calls_table(title: str, slug: str, calls: Sequence[NotableCall], by: str) -
             call.session or "",
             "" if call.latency_ms is None else f"{call.latency_ms:,.0f} ms",
             f"{call.total_tokens:,}",
-            _money(call.cost),
+            money(call.cost),
             call.request_id,
         ]
         for call in calls
@@ -557,9 +544,7 @@ def _skipped(report: Report) -> str:
 
 
 def _table(headers: Sequence[str], rows: Iterable[Sequence[str]], ident: str) -> str:
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in rows)
-    return f'<div class="scroll"><table id="{ident}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
+    return f'<div class="scroll">{table(headers, rows, ident)}</div>'
 
 
 def _cut(text: str, width: int = 34) -> str:

@@ -16,6 +16,7 @@ the log. :func:`render` turns the result into a table, JSON, CSV or Markdown.
 from __future__ import annotations
 
 import csv
+import html
 import io
 import json
 import os
@@ -24,6 +25,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 
+from .._html import table
 from ..errors import counted
 from ..format import utc_timestamp
 from ..pricing import STALE_DAYS, BilledUnits, PriceTable, default_prices
@@ -134,6 +136,12 @@ class Report:
     examples: list[str] = field(default_factory=list)
     unpriced: dict[str, int] = field(default_factory=dict)
     filters: dict[str, object] = field(default_factory=dict)
+
+    def _repr_html_(self) -> str:
+        """A notebook shows a report as its table (the notes under it: what was read, how it was priced)."""
+        headings, rows, total = _cells(self)
+        notes = "".join(f"<p>{html.escape(note)}</p>" for note in _notes(self) if note)
+        return table(headings, [*rows, total] if rows else rows) + notes
 
 
 def parse_time(text: str, *, end: bool = False) -> str:
