@@ -32,6 +32,7 @@ if TYPE_CHECKING:  # `X as X`: re-exported names, for type checkers
     from .instrumentation import instrument as instrument
     from .instrumentation import is_instrumented as is_instrumented
     from .instrumentation import uninstrument as uninstrument
+    from .logs.records import read_log as read_log
     from .record import UsageRecord as UsageRecord
     from .session import UsageSession as UsageSession
     from .session import UsageTotals as UsageTotals
@@ -72,6 +73,7 @@ _EXPORTS: dict[str, str] = {
     "flush": ".delivery.lifecycle",
     "instrument": ".instrumentation",
     "is_instrumented": ".instrumentation",
+    "read_log": ".logs.records",
     "sink_status": ".delivery.guard",
     "track_usage": ".track",
     "uninstrument": ".instrumentation",
