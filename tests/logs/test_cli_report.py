@@ -367,3 +367,19 @@ def test_a_malformed_tag_option_is_a_usage_error(tmp_path: Path, args: list[str]
     result = run_tokenlog("report", "usage.csv", *args, cwd=tmp_path)
     assert result.returncode == 2
     assert result.stderr.splitlines()[-1] == f"tokenlog report: error: {message}"
+
+
+def test_a_report_over_time_draws_each_rows_tokens_as_a_bar_and_markdown_does_not(tmp_path: Path) -> None:
+    (tmp_path / "u.csv").write_text(
+        "TimestampUTC,Model,PromptTokens,CompletionTokens,TotalTokens\n"
+        "2026-06-01T10:00:00.000000+00:00,m,100,0,100\n"
+        "2026-06-02T10:00:00.000000+00:00,m,50,0,50\n"
+        "2026-06-02T11:00:00.000000+00:00,m,0,0,0\n"
+    )
+    by_day = run_tokenlog("report", "u.csv", "--by", "day", cwd=tmp_path).stdout.splitlines()
+    assert by_day[2].endswith("  " + "█" * 24)  # the largest day: the whole bar
+    assert by_day[3].endswith("  " + "█" * 12)  # half of it
+    by_hour = run_tokenlog("report", "u.csv", "--by", "hour", cwd=tmp_path).stdout.splitlines()
+    assert by_hour[4].endswith("unknown")  # no tokens: no bar after the cost
+    assert "█" not in run_tokenlog("report", "u.csv", "--by", "day", "--format", "markdown", cwd=tmp_path).stdout
+    assert "█" not in run_tokenlog("report", "u.csv", cwd=tmp_path).stdout  # by model: no bars

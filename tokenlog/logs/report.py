@@ -510,10 +510,28 @@ def _table(report: Report, *, color: bool) -> str:
 
     bold, dim, plain = ("\x1b[1m", "\x1b[2m", "\x1b[0m") if color else ("", "", "")
     rule = dim + "  ".join("-" * width for width in widths) + plain
-    lines = [bold + line(headings) + plain, rule, *(line(row) for row in rows)]
+    body = [line(row) for row in rows]
+    if "day" in report.group_by or "hour" in report.group_by:  # over time: each row's total tokens as a bar
+        bars = _bars([totals.total_tokens for totals in report.groups.values()])
+        body = [f"{text.ljust(len(rule))}  {bar}".rstrip() for text, bar in zip(body, bars, strict=True)]
+    lines = [bold + line(headings) + plain, rule, *body]
     if rows:
         lines += [rule, bold + line(total) + plain]
     return "\n".join(lines) + "\n\n" + "\n".join(_notes(report)) + "\n"
+
+
+_EIGHTHS = " ▏▎▍▌▋▊▉"
+_BAR = 24  # characters of the longest bar
+
+
+def _bars(values: Sequence[int]) -> list[str]:
+    """Each value as a bar of block characters (eighths of a character), the largest ``_BAR`` characters long."""
+    peak = max(values, default=0)
+    bars = []
+    for value in values:
+        eighths = round(value / peak * _BAR * 8) if peak else 0
+        bars.append("█" * (eighths // 8) + _EIGHTHS[eighths % 8].strip())
+    return bars
 
 
 def _markdown(report: Report) -> str:
