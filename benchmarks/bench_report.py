@@ -23,6 +23,7 @@ memory flat (largest / smallest <= 1.25).
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import random
@@ -68,6 +69,30 @@ COMMANDS = {
     "tokenlog validate": ["-m", "tokenlog", "validate", "{file}"],
     "tokenlog merge FILE -o OUT --force": ["-m", "tokenlog", "merge", "{file}", "-o", "{file}.merged", "--force"],
 }
+
+
+ENGINES = {
+    "duckdb (same totals by model)": (
+        "duckdb",
+        'import duckdb, sys; print(duckdb.sql("SELECT Model, count(*), sum(PromptTokens), sum(CompletionTokens), '
+        'sum(TotalTokens) FROM read_csv(\'" + sys.argv[1] + "\') GROUP BY Model").fetchall())',
+    ),
+    "polars (same totals by model)": (
+        "polars",
+        "import polars as pl, sys; print(pl.scan_csv(sys.argv[1]).group_by('Model').agg(pl.len(), "
+        "pl.col('PromptTokens').sum(), pl.col('CompletionTokens').sum(), pl.col('TotalTokens').sum()).collect())",
+    ),
+    "pandas (same totals by model)": (
+        "pandas",
+        "import pandas as pd, sys; print(pd.read_csv(sys.argv[1], usecols=['Model', 'PromptTokens', "
+        "'CompletionTokens', 'TotalTokens']).groupby('Model').agg(['count', 'sum']))",
+    ),
+}
+"""Data-frame engines that answer the report's question (totals by model), measured where installed
+(``pip install duckdb polars pandas``: benchmark-only, tokenlog needs none of them)."""
+for _name, (_module, _code) in ENGINES.items():
+    if importlib.util.find_spec(_module) is not None:
+        COMMANDS[_name] = ["-c", _code, "{file}"]
 
 
 @dataclass

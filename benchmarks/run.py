@@ -366,8 +366,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"- `tokenlog report` over {large:,} rows: {report_large.seconds:.2f} s, peak memory {growth:.2f}x that of "
         f"{small:,} rows (target <= 3 s and flat, for 1,000,000 rows: "
         f"{_verdict(report_large.seconds <= 3 and growth <= 1.25) if not quick else 'not measured in --quick'}).",
-        "",
     ]
+    engine = "duckdb (same totals by model)"
+    if (engine, large) in reports:
+        ratio = report_large.seconds / reports[engine, large].seconds
+        out.append(
+            f"- Against duckdb on the same {large:,} rows: `tokenlog report` takes {ratio:.1f}x its time "
+            "(target <= 2x: "
+            f"{_verdict(ratio <= 2)}), in {report_large.peak_mb:.0f} MB against its "
+            f"{reports[engine, large].peak_mb:.0f} MB (target < 64 MB: {_verdict(report_large.peak_mb < 64)})."
+        )
+    else:
+        out.append("- duckdb is not installed here: `pip install duckdb polars pandas` to compare with the engines.")
+    out.append("")
 
     report = "\n".join(out)
     print(report)

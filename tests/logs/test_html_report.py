@@ -196,6 +196,9 @@ def test_the_report_opens_offline_in_chromium_and_draws_the_logs_numbers(browser
     SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOT), full_page=True)
     assert SCREENSHOT.stat().st_size > 10_000
+    page.emulate_media(media="print")  # printed: the tables behind the charts are shown, open
+    assert page.evaluate("() => getComputedStyle(document.querySelector('#table-over-time')).display") == "table"
+    assert page.evaluate("() => document.querySelector('#table-over-time').getBoundingClientRect().height") > 0
     phone, errors, _, _ = _open(browser, out, width=390)  # a phone: the charts shrink to the screen
     assert errors == []
     assert phone.evaluate("() => document.documentElement.scrollWidth") <= 400
