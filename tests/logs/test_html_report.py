@@ -198,7 +198,8 @@ def test_the_report_opens_offline_in_chromium_and_draws_the_logs_numbers(browser
     assert SCREENSHOT.stat().st_size > 10_000
     page.emulate_media(media="print")  # printed: the tables behind the charts are shown, open
     assert page.evaluate("() => getComputedStyle(document.querySelector('#table-over-time')).display") == "table"
-    assert page.evaluate("() => document.querySelector('#table-over-time').getBoundingClientRect().height") > 0
+    # laid out on the printed page (a closed <details> keeps its content hidden unless the stylesheet opens it)
+    page.wait_for_function("() => document.querySelector('#table-over-time').getBoundingClientRect().height > 0")
     phone, errors, _, _ = _open(browser, out, width=390)  # a phone: the charts shrink to the screen
     assert errors == []
     assert phone.evaluate("() => document.documentElement.scrollWidth") <= 400

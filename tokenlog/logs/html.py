@@ -583,6 +583,7 @@ td:not(:first-child) { text-align: right; }
 details summary { cursor: pointer; color: var(--muted); }
 @media print { body { max-width: none; padding: 0; font-size: 11pt; } details { display: block; }
   details > summary { display: none; } details:not([open]) > :not(summary) { display: block; }
+  details::details-content { content-visibility: visible; display: block; }
   section { break-inside: avoid-page; } }
 @media (max-width: 600px) { body { padding: 10px; font-size: 14px; } .card .value { font-size: 1.05rem; } }
 """
