@@ -113,7 +113,7 @@ class Budget:
         """The counts (calls, tokens, cost) at which a charge looks again (the warning, then the limit)."""
         self._priced: set[str] = set()
         self._tail = None if self.shared is None else LogTail(self.shared, self.since)
-        self._log = _NO_ROWS
+        self._log = _NO_ROWS if self._tail is None else self._tail.spent
         """The shared log's totals (zero without one, or while it cannot be read)."""
         self._problem: str | None = None
         self._update()

@@ -156,3 +156,16 @@ def test_a_shared_sqlite_log_is_followed_and_reread_when_rows_go(tmp_path: Path)
     connection.close()
     assert budget.status().calls == 1
     sink.close()
+
+
+def test_a_shared_log_that_does_not_exist_yet_costs_one_stat_and_counts_once_written(tmp_path: Path) -> None:
+    log = tmp_path / "later.csv"
+    budget = tokenlog.Budget(max_calls=3, shared=log, warn_at=None)
+    tail = budget._tail
+    assert tail is not None
+    assert budget.status().calls == 0
+    assert tail.unchanged()  # no file: the next check is one stat that finds none again
+    log.write_text(HEADER + _row(1) + _row(2) + _row(3))
+    assert not tail.unchanged()
+    with pytest.raises(tokenlog.BudgetExceeded, match="3 calls of max_calls=3"):
+        budget.admit("mistral-small", True)

@@ -76,6 +76,7 @@ class LogTail:
             return self.spent  # nothing appended: the check was that stat
         if not seen:
             self._restart()  # no file (yet, or any more): no rows
+            self._seen = seen  # and the next check is one stat, until a file appears
             return self.spent
         if self._format is None:
             if seen[2] == 0:
