@@ -226,7 +226,8 @@ def _report(args: argparse.Namespace) -> int:
         print(f"Wrote {output}: {counted(report.total.calls, 'call')}", file=sys.stderr)
     if report.skipped:
         print(
-            f"tokenlog report: skipped {counted(report.skipped, 'row')} that are not usage rows; check the file with "
+            f"tokenlog report: skipped {counted(report.skipped, 'row')} that "
+            f"{'is not a usage row' if report.skipped == 1 else 'are not usage rows'}; check the file with "
             "`tokenlog validate`. First:",
             *report.examples,
             sep="\n  ",
