@@ -211,3 +211,14 @@ def test_the_report_of_a_million_rows_opens_in_under_2_seconds(browser: Any, mil
     assert outside == []
     assert seconds < 2, seconds
     assert page.evaluate("() => document.querySelectorAll('#chart-tokens rect.bar').length") > 60
+
+
+def test_the_filters_select_the_same_rows_as_the_table(tmp_path: Path) -> None:
+    log = _log(tmp_path / "usage.csv", 3_000, days=10)
+    options = {"since": "2026-05-30T00:00:00.000000+00:00", "models": ["mistral-*"], "where": [("feature", "f1")]}
+    page = html_report([log], **options).text  # type: ignore[arg-type]
+    report = build_report([log], **options)  # type: ignore[arg-type]
+    assert 0 < report.total.calls < 3_000
+    assert f'id="total-calls" data-value="{report.total.calls}"' in page
+    assert f'id="total-total-tokens" data-value="{report.total.total_tokens}"' in page
+    assert "my-finetune" not in page  # filtered out by the model pattern
