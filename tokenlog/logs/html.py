@@ -26,8 +26,7 @@ from .._html import money, table
 from .._version import __version__
 from ..format import utc_timestamp
 from ..pricing import PriceTable, default_prices
-from ..record import BilledUnits
-from .read import UNIT_COLUMNS, add_row_units, open_log
+from .read import UNIT_COLUMNS, open_log, row_cost
 from .report import Report, Totals, _tag_filter, build_report
 
 __all__ = ["PALETTE", "HtmlReport", "html_report"]
@@ -169,12 +168,7 @@ def _notable(
                     names = {}
                 for name in names if isinstance(names, dict) else ():
                     scan.tags[name] = scan.tags.get(name, 0) + 1
-            billed = BilledUnits()
-            add_row_units(billed, [cell(i) for i in units], prompt, completion)
-            if billed.recorded_calls and not reprice:
-                cost: float | None = billed.recorded_cost
-            else:
-                cost = prices.cost(model, prompt, completion, billed, stamp)
+            cost = row_cost(prices, model, prompt, completion, [cell(i) for i in units], stamp, reprice)
             try:
                 latency = float(cell(i_latency)) if cell(i_latency) else None
             except ValueError:

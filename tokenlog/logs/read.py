@@ -28,9 +28,22 @@ from pathlib import Path
 from typing import TextIO
 
 from ..format import ALL_COLUMNS, MANDATORY_COLUMNS, RECORD_KEYS, SUFFIXES
+from ..pricing import PriceTable
 from ..record import BilledUnits
 
-__all__ = ["EXPECTED", "UNIT_COLUMNS", "LogFileError", "UsageLog", "add_row_units", "log_format", "open_log"]
+__all__ = [
+    "EXPECTED",
+    "UNIT_COLUMNS",
+    "LogFileError",
+    "UsageLog",
+    "add_row_units",
+    "amount",
+    "connector_calls",
+    "log_format",
+    "open_log",
+    "record_cells",
+    "row_cost",
+]
 
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 _FIRST_LINE = 64 * 1024  # enough for any header or record; a longer first line is not a usage log's
@@ -54,18 +67,31 @@ def add_row_units(billed: BilledUnits, cells: Sequence[str], prompt: int, comple
     billed.add(
         int(cached) if cached.isdigit() else None,
         int(pages) if pages.isdigit() else None,
-        _amount(seconds),
-        _calls(calls),
+        amount(seconds),
+        connector_calls(calls),
         (prompt, completion) if tier == "batch" else None,  # served by the batch API: its own price
     )
-    recorded = _amount(cost)
+    recorded = amount(cost)
     if recorded is not None:
         billed.recorded_calls += 1
         billed.recorded_cost += recorded
 
 
-def _amount(cell: str) -> float | None:
-    """A non-negative finite number (seconds, USD), else ``None``."""
+def row_cost(
+    prices: PriceTable, model: str, prompt: int, completion: int, unit_cells: Sequence[str], when: str, reprice: bool
+) -> float | None:
+    """One row's cost: the ``CostUSD`` it was priced at when recorded (unless ``reprice``), else what ``prices`` say
+    of its tokens and units (``unit_cells``: its cells of :data:`UNIT_COLUMNS`) on the day of ``when``; ``None``
+    when the model or a unit has no price."""
+    billed = BilledUnits()
+    add_row_units(billed, unit_cells, prompt, completion)
+    if billed.recorded_calls and not reprice:
+        return billed.recorded_cost
+    return prices.cost(model, prompt, completion, billed, when or None)
+
+
+def amount(cell: str) -> float | None:
+    """A cell's non-negative finite number (seconds, USD), else ``None``."""
     try:
         value = float(cell) if cell else None
     except ValueError:
@@ -73,7 +99,8 @@ def _amount(cell: str) -> float | None:
     return value if value is not None and 0 <= value < float("inf") else None
 
 
-def _calls(cell: str) -> dict[str, int] | None:
+def connector_calls(cell: str) -> dict[str, int] | None:
+    """A ``ConnectorCalls`` cell as a mapping of connector name to a count, else ``None``."""
     try:
         value = json.loads(cell) if cell else None
     except ValueError:
@@ -153,7 +180,7 @@ class UsageLog:
                 except ValueError as exc:
                     item = exc
                 if isinstance(item, dict):
-                    yield _cells([item.get(key) for key in RECORD_KEYS])
+                    yield record_cells([item.get(key) for key in RECORD_KEYS])
                 else:
                     self.problem = f"is not a JSON object: {item}"
                     yield []
@@ -166,7 +193,7 @@ class UsageLog:
             selected = ", ".join(key if key in present else "NULL" for key in RECORD_KEYS)
             for row in connection.execute(f"SELECT rowid, {selected} FROM usage"):  # names from RECORD_KEYS only
                 self.line = row[0]
-                yield _cells(row[1:])
+                yield record_cells(row[1:])
         except sqlite3.Error as exc:
             raise LogFileError(f"{self.path}: cannot read the SQLite log: {exc}") from None
         finally:
@@ -288,7 +315,7 @@ def _check_sqlite(path: str) -> None:
 _LATENCY, _TAGS, _CALLS = (RECORD_KEYS.index(key) for key in ("latency_ms", "tags", "connector_calls"))
 
 
-def _cells(values: Sequence[object]) -> list[str]:
+def record_cells(values: Sequence[object]) -> list[str]:
     """The CSV cells for one record's values, given in the order of :data:`RECORD_KEYS`."""
     cells = ["" if value is None else str(value) for value in values]  # True, 1.5: not counts, as in CSV
     latency = values[_LATENCY]

@@ -12,7 +12,6 @@ streamed, and as a pandas or polars data frame.
 from __future__ import annotations
 
 import json
-import math
 import os
 from collections.abc import Iterable, Iterator
 from datetime import datetime, timezone
@@ -20,7 +19,7 @@ from typing import Any
 
 from ..format import ALL_COLUMNS, RECORD_KEYS, utc_timestamp
 from ..record import FIELD_NAMES, UsageRecord
-from .read import open_log
+from .read import amount, connector_calls, open_log
 
 __all__ = ["LogRecords", "read_log"]
 
@@ -90,12 +89,11 @@ class LogRecords:
             text = cell(name).strip()
             values[name] = int(text) if text.isdigit() else None
         for name in _FLOATS:
-            values[name] = _number(cell(name))
+            values[name] = amount(cell(name))
         for name in _TEXTS:
             values[name] = cell(name) or None
         values["tags"] = _mapping(cell("tags")) or {}
-        calls = _mapping(cell("connector_calls"))
-        values["connector_calls"] = {k: v for k, v in calls.items() if type(v) is int and v >= 0} if calls else None
+        values["connector_calls"] = connector_calls(cell("connector_calls")) or None
         try:
             return UsageRecord(**values)
         except (TypeError, ValueError) as exc:
@@ -171,14 +169,6 @@ def _columns(records: Iterable[UsageRecord]) -> dict[str, list[Any]]:
             value = getattr(record, name)
             columns[name].append(dict(value) if name == "tags" else value)
     return columns
-
-
-def _number(text: str) -> float | None:
-    try:
-        value = float(text) if text else None
-    except ValueError:
-        return None
-    return value if value is not None and math.isfinite(value) and value >= 0 else None
 
 
 def _mapping(text: str) -> dict[str, Any] | None:

@@ -19,10 +19,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from .._append import read_appended
-from ..format import MANDATORY_COLUMNS, RECORD_KEYS, utc_timestamp
+from ..format import ALL_COLUMNS, MANDATORY_COLUMNS, RECORD_KEYS, utc_timestamp
 from ..pricing import PriceTable, default_prices
-from ..record import BilledUnits
-from .read import UNIT_COLUMNS, LogFileError, add_row_units, log_format
+from .read import UNIT_COLUMNS, LogFileError, log_format, record_cells, row_cost
 from .read import _connect as _connect_read_only
 
 __all__ = ["LogTail", "Spent"]
@@ -39,9 +38,6 @@ class Spent:
 
 
 _NOTHING = Spent()
-
-_UNIT_KEYS = ("cached_tokens", "pages", "audio_seconds", "connector_calls", "cost_usd", "service_tier")
-"""The record keys (JSONL keys, SQLite columns) of :data:`~tokenlog.logs.read.UNIT_COLUMNS`, in that order."""
 
 
 class LogTail:
@@ -166,11 +162,11 @@ class LogTail:
             return []
         if not isinstance(item, dict):
             return []
-        return [_cell(item.get(key)) for key in (*RECORD_KEYS[:5], *_UNIT_KEYS)]
+        return record_cells([item.get(key) for key in RECORD_KEYS])
 
     def _count(self, cells: list[str], prices: PriceTable) -> tuple[int, float | None] | None:
         """A row's total tokens and cost (``None``: no price), or ``None`` if it is not a usage row in range."""
-        where = self._columns if self._format == "csv" else _IN_ORDER
+        where = self._columns if self._format == "csv" else _IN_RECORD
         if where is None:
             return None
         try:
@@ -186,11 +182,7 @@ class LogTail:
             if stamp < self.since:
                 return None
         units = [cells[i] if 0 <= i < len(cells) else "" for i in where[5:]]
-        billed = BilledUnits()
-        add_row_units(billed, units, counts[0], counts[1])
-        if billed.recorded_calls:
-            return counts[2], billed.recorded_cost
-        return counts[2], prices.cost(model, counts[0], counts[1], billed, stamp[:10] or None)
+        return counts[2], row_cost(prices, model, counts[0], counts[1], units, stamp, False)
 
     # -- SQLite --------------------------------------------------------------------------------------
 
@@ -211,7 +203,7 @@ class LogTail:
             last = connection.execute("SELECT max(rowid) FROM usage").fetchone()[0] or 0
             if last < self._offset:
                 self._restart()  # rows went: the log was rewritten
-            names = ", ".join(key if key in present else "NULL" for key in (*RECORD_KEYS[:5], *_UNIT_KEYS))
+            names = ", ".join(key if key in present else "NULL" for key in RECORD_KEYS)
             found = connection.execute(
                 f"SELECT rowid, {names} FROM usage WHERE rowid > ? ORDER BY rowid", (self._offset,)
             ).fetchall()  # names from RECORD_KEYS only
@@ -220,22 +212,14 @@ class LogTail:
         finally:
             connection.close()
         if found:
-            self._add([_cell(value) for value in row[1:]] for row in found)
+            self._add(record_cells(row[1:]) for row in found)
             self._offset = found[-1][0]
         self._seen = seen
         return self.spent
 
 
-_IN_ORDER = tuple(range(5 + len(UNIT_COLUMNS)))
-"""Where the cells are in a row made from a JSONL line or an SQLite row: in the order they were selected."""
-
-
-def _cell(value: object) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, dict):
-        return json.dumps(value)
-    return str(value)
+_IN_RECORD = tuple(ALL_COLUMNS.index(column) for column in (*MANDATORY_COLUMNS, *UNIT_COLUMNS))
+"""Where the needed cells are in a row made from a JSONL line or an SQLite row (a record's fields, in order)."""
 
 
 def _stat_of(path: str) -> tuple[int, ...]:
