@@ -28,8 +28,8 @@ from .errors import BudgetExceeded, counted, user_site, warn
 from .format import file_format, utc_timestamp
 from .limits import BudgetStatus
 from .logs.tail import LogTail, Spent
-from .pricing import default_prices
-from .record import BilledUnits, RecordValues
+from .pricing import call_cost, default_prices
+from .record import RecordValues
 
 __all__ = ["Budget", "BudgetExceeded", "BudgetStatus"]
 
@@ -167,10 +167,8 @@ class Budget:
         cost: object = None
         if self.max_cost_usd is not None:
             cost = units.get("cost_usd") if units else None
-            if cost is None:
-                prompt, completion = fields[2], fields[3]
-                billed = BilledUnits.of(units, prompt, completion) if units else None  # tokens only: no units
-                cost = default_prices().cost(fields[1], prompt, completion, billed)
+            if cost is None:  # not priced for a CostUSD column already
+                cost = call_cost(fields[1], fields[2], fields[3], units)
         with self._lock:
             self._calls_n += 1
             self._tokens_n += fields[4]

@@ -136,8 +136,7 @@ class Call:
     def release(self) -> None:
         """The call returned or failed: let go of its places in budgets (a stream's too, once it is returned)."""
         held, self.held = self.held, ()
-        for limit in held:
-            limit.release()
+        route.release(held)
 
     def observe(self, result: Any, kwargs: Mapping[str, Any]) -> Any:
         """Record ``result``'s usage; return ``result`` itself, or a recording proxy for a stream.
@@ -172,7 +171,7 @@ class Call:
             return result
         awaited = self._awaited(result, kwargs)  # a coroutine from a plain def (openai's async methods)
         if self.held:  # the request leaves when it is awaited: it keeps its places until then, and back
-            self.held_until = weakref.finalize(awaited, _release, self.held)  # (or when dropped, never awaited)
+            self.held_until = weakref.finalize(awaited, route.release, self.held)  # (or dropped, never awaited)
             self.held = ()
         return awaited
 
@@ -376,11 +375,6 @@ def call_wrapper(
                 call.release()
 
     return run_sync
-
-
-def _release(limits: tuple[Limit, ...]) -> None:
-    for limit in limits:
-        limit.release()
 
 
 async def _refused(exc: BudgetExceeded) -> Any:

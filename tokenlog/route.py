@@ -22,11 +22,20 @@ from .delivery.guard import Destination, destination
 from .extract import read_usage
 from .identity import recorded
 from .limits import Limit
-from .record import EMPTY_TAGS, BilledUnits, RecordValues, UsageRecord, trusted_record
+from .record import EMPTY_TAGS, RecordValues, UsageRecord, trusted_record
 from .scopes import OpenScopes, current
 from .sinks import Sink
 
-__all__ = ["Capture", "admit", "in_force", "note_missing_usage", "record", "start_capture", "stop_capture"]
+__all__ = [
+    "Capture",
+    "admit",
+    "in_force",
+    "note_missing_usage",
+    "record",
+    "release",
+    "start_capture",
+    "stop_capture",
+]
 
 _now = datetime.now
 _UTC = timezone.utc
@@ -105,11 +114,10 @@ def record(
 
 
 def _priced(model: str, prompt: int, completion: int, units: dict[str, object] | None) -> dict[str, object] | None:
-    """``units`` with the call's ``cost_usd`` from :func:`~tokenlog.pricing.default_prices` (left out if unknown)."""
-    from .pricing import default_prices
+    """``units`` with the call's ``cost_usd`` (:func:`~tokenlog.pricing.call_cost`; left out if unknown)."""
+    from .pricing import call_cost
 
-    billed = BilledUnits.of(units, prompt, completion) if units else None  # tokens only: no units to add
-    cost = default_prices().cost(model, prompt, completion, billed)
+    cost = call_cost(model, prompt, completion, units)
     return units if cost is None else {**(units or {}), "cost_usd": cost}
 
 
@@ -128,10 +136,15 @@ def admit(limits: tuple[Limit, ...], model: object, reserve: bool) -> tuple[Limi
             if limit.admit(model, reserve):
                 held += (limit,)
     except BaseException:
-        for limit in held:
-            limit.release()
+        release(held)
         raise
     return held
+
+
+def release(limits: tuple[Limit, ...]) -> None:
+    """The call that :func:`admit` held places in ``limits`` for has ended: let go of them."""
+    for limit in limits:
+        limit.release()
 
 
 def note_missing_usage(scopes: OpenScopes) -> None:

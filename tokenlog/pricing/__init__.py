@@ -41,6 +41,7 @@ __all__ = [
     "PriceTable",
     "PricingError",
     "builtin_prices",
+    "call_cost",
     "default_prices",
     "load_prices",
 ]
@@ -419,3 +420,10 @@ def default_prices() -> PriceTable:
         if table is None:
             table = _defaults[(path, stamp)] = load_prices()
     return table
+
+
+def call_cost(model: str, prompt: int, completion: int, units: Mapping[str, object] | None) -> float | None:
+    """What one recorded call costs by :func:`default_prices`: its tokens and its units by name (as a record's
+    ``cached_tokens``, ``pages``, ``service_tier``, ...); ``None`` when the model or a unit has no price."""
+    billed = BilledUnits.of(units, prompt, completion) if units else None  # tokens only: no units to add
+    return default_prices().cost(model, prompt, completion, billed)
