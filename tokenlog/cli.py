@@ -196,8 +196,8 @@ def _report(args: argparse.Namespace) -> int:
             f"{files[0]}: no such file. Run your program to write it, or name a log: tokenlog report FILE"
         )
     output = args.output
-    if output is not None and (os.path.isdir(output) or not os.path.isdir(os.path.dirname(os.path.abspath(output)))):
-        raise CommandError(f"{output}: {'is a directory' if os.path.isdir(output) else 'its directory does not exist'}")
+    if output is not None:
+        _check_output(output)
     models, prices = _split(args.model), load_prices(args.prices)
     if args.format == "html":
         from .logs.html import html_report
@@ -279,6 +279,14 @@ def _diff(args: argparse.Namespace) -> int:
     )
     sys.stdout.write(render_diff(found, args.format, args.fail_above))
     return 1 if args.fail_above is not None and found.grew(args.fail_above) else 0
+
+
+def _check_output(output: str) -> None:
+    """Refuse, before any work, a file to write that is a directory or whose directory does not exist."""
+    if os.path.isdir(output):
+        raise CommandError(f"{output}: is a directory, expected the file to write")
+    if not os.path.isdir(os.path.dirname(os.path.abspath(output))):
+        raise CommandError(f"{output}: its directory does not exist")
 
 
 def _time_option(args: argparse.Namespace, name: str) -> str | None:
@@ -453,10 +461,7 @@ def _merge(args: argparse.Namespace) -> int:
 
     _check_readable(args.files)
     output = args.output
-    if os.path.isdir(output):
-        raise CommandError(f"{output}: is a directory, expected the file to write")
-    if not os.path.isdir(os.path.dirname(os.path.abspath(output))):
-        raise CommandError(f"{output}: its directory does not exist")
+    _check_output(output)
     if any(os.path.exists(output) and os.path.samefile(output, path) for path in args.files):
         raise CommandError(f"{output} is also an input: write the result to a new file, then move it")
     if os.path.exists(output) and not args.force:
