@@ -146,16 +146,20 @@ class Budget:
         if not self.reserves:
             return False
         if not reserve:  # a check only: the calls made inside it will hold their places
-            if max(self._calls_n, self._log.calls) + self._in_flight >= self.max_calls:  # type: ignore[operator]
+            if self._full():
                 raise self._refusal("max_calls")
             return False
         with self._lock:
-            full = max(self._calls_n, self._log.calls) + self._in_flight >= self.max_calls  # type: ignore[operator]
+            full = self._full()
             if not full:
                 self._in_flight += 1
         if full:
             raise self._refusal("max_calls")
         return True
+
+    def _full(self) -> bool:
+        """No place left for a call: the calls spent and those in flight reach ``max_calls``."""
+        return max(self._calls_n, self._log.calls) + self._in_flight >= self.max_calls  # type: ignore[operator]
 
     def release(self) -> None:
         """A call :meth:`admit` reserved for has returned."""
@@ -227,8 +231,12 @@ class Budget:
             "max_cost_usd": max(self._cost_n, log.cost_usd),
         }
 
+    def _fractions(self, spent: Mapping[str, float]) -> dict[str, float]:
+        """The share of each limit that is spent (a limit of 0: all of it)."""
+        return {key: spent[key] / limit if limit else 1.0 for key, limit in self.limits.items()}
+
     def _used(self, spent: Mapping[str, float]) -> float:
-        return max((spent[key] / limit if limit else 1.0) for key, limit in self.limits.items())
+        return max(self._fractions(spent).values())
 
     def _update(self) -> str | None:
         """Decide (under the lock) whether a limit is spent and when a charge looks again; the warning to give
@@ -239,11 +247,12 @@ class Budget:
         else:
             self._over = next((key for key, limit in self.limits.items() if spent[key] >= limit), None)
         message = None
-        if not self._warned and self._used(spent) >= self.warn_at:  # type: ignore[operator]
+        fractions = self._fractions(spent)
+        key = max(fractions, key=fractions.__getitem__)  # the limit nearest to being spent
+        if not self._warned and fractions[key] >= self.warn_at:  # type: ignore[operator]
             self._warned = True
-            key = max(self.limits, key=lambda k: spent[k] / self.limits[k] if self.limits[k] else 1.0)
             message = (
-                f"tokenlog {self._described()} has used {self._used(spent):.0%} of {key}={self.limits[key]:g} "
+                f"tokenlog {self._described()} has used {fractions[key]:.0%} of {key}={self.limits[key]:g} "
                 f"({_amount(key, spent[key])}); calls are refused once it is spent"
             )
         share = 1.0 if self._warned else self.warn_at
