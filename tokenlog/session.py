@@ -83,6 +83,16 @@ class UsageTotals:
 _COUNTS = ("calls", "prompt_tokens", "completion_tokens", "total_tokens")
 
 
+def _sum_or_unknown(costs: Iterable[float | None]) -> float | None:
+    """The sum of ``costs``, or ``None`` (unknown, never 0) if any of them is."""
+    total = 0.0
+    for cost in costs:
+        if cost is None:
+            return None
+        total += cost
+    return total
+
+
 def _counts(totals: UsageTotals) -> list[str]:
     return [f"{getattr(totals, name):,}" for name in _COUNTS]
 
@@ -146,14 +156,10 @@ class UsageSession:
 
     def _repr_html_(self) -> str:
         """A notebook shows a session as a table: its totals by model, its total, its budget if it has one."""
-        from .pricing import default_prices
-
-        prices = default_prices()
-        rows = []
-        for model, totals in sorted(self.by_model.items()):
-            cost = prices.cost(model, totals.prompt_tokens, totals.completion_tokens, totals.units)
-            rows.append([model, *_counts(totals), money(cost)])
-        rows.append(["total", *_counts(self._totals), money(self.cost)])
+        by_model = self.by_model
+        costs = self._costs(by_model)
+        rows = [[model, *_counts(totals), money(costs[model])] for model, totals in sorted(by_model.items())]
+        rows.append(["total", *_counts(self._totals), money(_sum_or_unknown(costs.values()))])
         caption = f"usage_session {self.name!r}" if self.name is not None else "usage_session"
         shown = table(["model", "calls", "prompt", "completion", "total tokens", "estimated cost"], rows, None, caption)
         status = self.budget_status
@@ -203,16 +209,18 @@ class UsageSession:
         >>> s.cost is None          # unknown, never 0
         True
         """
+        return _sum_or_unknown(self._costs(self.by_model).values())
+
+    @staticmethod
+    def _costs(by_model: Mapping[str, UsageTotals]) -> dict[str, float | None]:
+        """The estimated cost of each model's calls in a snapshot of ``by_model`` (``None``: no price)."""
         from .pricing import default_prices
 
         prices = default_prices()
-        total = 0.0
-        for model, totals in self.by_model.items():
-            cost = prices.cost(model, totals.prompt_tokens, totals.completion_tokens, totals.units)
-            if cost is None:
-                return None
-            total += cost
-        return total
+        return {
+            model: prices.cost(model, totals.prompt_tokens, totals.completion_tokens, totals.units)
+            for model, totals in by_model.items()
+        }
 
     # -- recording -----------------------------------------------------------------------
 
