@@ -265,35 +265,11 @@ class LockedAppendFile:
         raise SinkError(f"cannot append to {self.path}: the file keeps disappearing")
 
     def _wait_for_lock(self, fd: int) -> None:
-        """Another process holds the lock: poll for it, waiting at most ``lock_timeout`` seconds.
-
-        A blocking ``flock`` cannot be given a timeout, and a live process may hold the lock for
-        ever; so we poll. An append holds the lock for microseconds, so the first retries come at
-        once (the holder is likely running on another CPU), the next ones only yield the CPU (the
-        holder, if it was preempted, gets to finish), then sleep 20 us, doubling up to 1 ms.
-        Measured with 8 processes on one file: longer sleeps (portalocker's default is 0.25 s)
-        leave the lock idle while writers sleep; a waiter thread doing a blocking flock (bounded by
-        its caller) was tried twice and was no faster than polling (p99 of a row ~0.13 ms, against
-        0.05-0.10 ms with the retries at once first).
-        """
-        deadline = time.monotonic() + self.lock_timeout
-        for _ in range(_SPINS):  # a running holder lets go within microseconds: ask again before giving up the CPU
-            if _try_lock(fd):
-                return
-        for _ in range(_YIELDS):  # an append holds the lock for microseconds: first just let the holder run
-            _yield_cpu()
-            if _try_lock(fd):
-                return
-        delay = 0.00002
-        while True:
-            time.sleep(delay)
-            if _try_lock(fd):
-                return
-            if time.monotonic() >= deadline:
-                raise SinkError(
-                    f"cannot append to {self.path}: another process held its lock for more than {self.lock_timeout:g} s"
-                )
-            delay = min(delay * 2, 0.001)
+        """Another process holds the lock: wait for it (:func:`_acquire`) at most ``lock_timeout`` seconds."""
+        if not _acquire(fd, self.lock_timeout):
+            raise SinkError(
+                f"cannot append to {self.path}: another process held its lock for more than {self.lock_timeout:g} s"
+            )
 
     @staticmethod
     def _write_whole(fd: int, data: bytes, size: int) -> None:
@@ -348,6 +324,36 @@ class LockedAppendFile:
         self._forget_file()
 
 
+def _acquire(fd: int, timeout: float) -> bool:
+    """Take the lock another process holds: poll for it, at most ``timeout`` seconds; False if it stayed held.
+
+    A blocking ``flock`` cannot be given a timeout, and a live process may hold the lock for
+    ever; so we poll. An append holds the lock for microseconds, so the first retries come at
+    once (the holder is likely running on another CPU), the next ones only yield the CPU (the
+    holder, if it was preempted, gets to finish), then sleep 20 us, doubling up to 1 ms.
+    Measured with 8 processes on one file: longer sleeps (portalocker's default is 0.25 s)
+    leave the lock idle while writers sleep; a waiter thread doing a blocking flock (bounded by
+    its caller) was tried twice and was no faster than polling (p99 of a row ~0.13 ms, against
+    0.05-0.10 ms with the retries at once first).
+    """
+    deadline = time.monotonic() + timeout
+    for _ in range(_SPINS):  # a running holder lets go within microseconds: ask again before giving up the CPU
+        if _try_lock(fd):
+            return True
+    for _ in range(_YIELDS):  # an append holds the lock for microseconds: first just let the holder run
+        _yield_cpu()
+        if _try_lock(fd):
+            return True
+    delay = 0.00002
+    while True:
+        time.sleep(delay)
+        if _try_lock(fd):
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        delay = min(delay * 2, 0.001)
+
+
 def read_appended(path: str, offset: int, lock_timeout: float = 0.05) -> tuple[os.stat_result, bytes]:
     """The file at ``path`` as it is now (its stat) and its bytes from ``offset`` on, read under the writers' lock.
 
@@ -357,13 +363,7 @@ def read_appended(path: str, offset: int, lock_timeout: float = 0.05) -> tuple[o
     """
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
-        locked = _try_lock(fd)
-        deadline = _monotonic() + lock_timeout
-        delay = 0.00002
-        while not locked and _monotonic() < deadline:
-            time.sleep(delay)
-            delay = min(delay * 2, 0.001)
-            locked = _try_lock(fd)
+        locked = _try_lock(fd) or _acquire(fd, lock_timeout)
         try:
             stat = os.fstat(fd)
             chunks = []
